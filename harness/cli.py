@@ -1,0 +1,137 @@
+"""Command line: `python run_harness.py --idea ideas/x.json --model MODEL`.
+
+User errors (bad idea file, bad config value, missing key or tool) print one line and
+exit with status 2; an idea that stops (budget, API down, failing runs) exits 1 with
+everything done so far kept in its workspace for `--resume`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.config import HarnessConfig, build_config, field_docs
+from harness.errors import UserError
+
+EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and status 2, like every other user error
+        raise UserError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    docs = field_docs()
+    d = HarnessConfig()
+    p = _Parser(
+        prog="run_harness.py",
+        description="Have a coding agent implement a sparse-autoencoder research idea in a fresh git "
+                    "workspace, run its experiments against a baseline, and record everything in git.",
+        epilog="Settings not given here come from --config, then from the defaults shown.",
+    )
+    p.add_argument("--idea", action="append", type=Path, metavar="PATH",
+                   help="idea JSON file (repeat for several ideas, run one after another)")
+    p.add_argument("--resume", type=Path, metavar="WORKSPACE",
+                   help="continue an interrupted or stopped idea in this workspace folder")
+    p.add_argument("--config", type=Path, metavar="FILE", help="YAML file with any of the settings below")
+    p.add_argument("--template", help=f"{docs['template']} (default: {d.template})")
+    p.add_argument("--model", help=f"{docs['model']} Keys come from the usual environment variables.")
+    p.add_argument("--api-base", dest="api_base", metavar="URL", help=docs["api_base"])
+    p.add_argument("--max-runs", dest="max_runs", metavar="N", help=f"{docs['max_runs']} (default: {d.max_runs})")
+    p.add_argument("--workspace-root", dest="workspace_root", metavar="DIR",
+                   help=f"{docs['workspace_root']} (default: {d.workspace_root})")
+    p.add_argument("--budget-usd", dest="budget_usd", metavar="USD", help=docs["budget_usd"])
+    p.add_argument("--budget-tokens", dest="budget_tokens", metavar="N", help=docs["budget_tokens"])
+    p.add_argument("--run-timeout", dest="run_timeout", metavar="SECONDS", help=docs["run_timeout"])
+    return p
+
+
+def _settings(cfg: HarnessConfig, console: Console):
+    """Resolve the model string into agent settings; starts the scripted server if asked."""
+    from harness.agent import AgentSettings, check_model_keys
+
+    if not cfg.model:
+        raise UserError("no model given; pass --model (e.g. openai/gpt-4o, anthropic/claude-sonnet-4-5, "
+                        "or scripted:tests/scripts/FILE.yaml for the offline scripted stand-in)")
+    common = dict(edit_format=cfg.edit_format, stream=cfg.stream, attempts=cfg.api_attempts,
+                  retry_wait=cfg.api_retry_wait, request_timeout=cfg.request_timeout,
+                  budget_usd=cfg.budget_usd, budget_tokens=cfg.budget_tokens, model_metadata=cfg.model_metadata)
+    if cfg.model.startswith("scripted:"):
+        from harness.scripted_llm import ScriptedLLM, load_script
+
+        script = Path(cfg.model.split(":", 1)[1])
+        llm = ScriptedLLM(load_script(script)).start()
+        console.print(f"[yellow]scripted model:[/] replies are read from {script} (no language model involved)")
+        return AgentSettings(model="openai/scripted", api_base=llm.url, api_key="sk-scripted", **common)
+    settings = AgentSettings(model=cfg.model, api_base=cfg.api_base, **common)
+    check_model_keys(settings)
+    return settings
+
+
+def _summary(console: Console, rows: list[tuple]) -> None:
+    table = Table(title="Ideas")
+    for col in ("idea", "status", "runs", "workspace", "note"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[str(x) for x in row])
+    console.print(table)
+
+
+def run(argv: list[str]) -> int:
+    from harness.pipeline import new_idea, resume_idea, run_stages
+
+    args = build_parser().parse_args(argv)
+    if not args.idea and not args.resume:
+        raise UserError("nothing to do: pass --idea PATH (or --resume WORKSPACE)")
+    if args.idea and args.resume:
+        raise UserError("--idea and --resume cannot be combined; resume one workspace at a time")
+    cli_values = {k: getattr(args, k) for k in ("template", "model", "api_base", "max_runs", "workspace_root",
+                                                "budget_usd", "budget_tokens", "run_timeout")}
+    cfg = build_config(args.config, cli_values)
+    console = Console(stderr=False, highlight=False)
+
+    if args.resume:
+        from harness.state import load_state
+        from harness.config import apply_values
+
+        saved = load_state(args.resume.resolve()).config
+        # the workspace's own settings, then whatever this command line changes
+        cfg = apply_values(HarnessConfig(), {k: v for k, v in saved.items()}, f"{args.resume}/state.json")
+        cfg = apply_values(cfg, {k: v for k, v in cli_values.items() if v is not None}, "command line")
+        settings = _settings(cfg, console)
+        contexts = [lambda: resume_idea(cfg, args.resume.resolve(), settings, console)]
+    else:
+        from harness.ideas import load_idea
+
+        for path in args.idea:
+            load_idea(path)  # every idea file is checked before any work starts
+        settings = _settings(cfg, console)
+        contexts = [lambda p=p: new_idea(cfg, p, settings, console) for p in args.idea]
+
+    rows, status = [], EXIT_OK
+    for make in contexts:
+        ctx = make()
+        state = run_stages(ctx)
+        runs = len([r for r in state.done_runs() if r.index > 0])
+        rows.append((state.idea, state.status, runs, ctx.path, state.error or state.experiments.stop_reason))
+        if state.status != "done":
+            status = EXIT_STOPPED
+    _summary(console, rows)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return run(argv)
+    except UserError as exc:
+        print(f"run_harness: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("run_harness: interrupted; continue with --resume WORKSPACE", file=sys.stderr)
+        return 130

@@ -1,0 +1,150 @@
+"""Runs agent-written code (experiment.py, plot.py) as a separate, bounded process.
+
+The process gets its own process group (so a timeout kills its children too), the
+workspace as working directory, the template's interpreter, and an environment with
+every credential-looking variable removed: the code the agent writes never sees the
+harness's API keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
+_PROVIDER = re.compile(r"^(OPENAI|ANTHROPIC|AZURE|GEMINI|GOOGLE|VERTEX|DEEPSEEK|MISTRAL|COHERE|GROQ|"
+                       r"TOGETHER|OPENROUTER|FIREWORKS|XAI|HF|HUGGING_?FACE|AWS|LITELLM|AIDER|WANDB)_", re.I)
+KEEP_ALWAYS = {"PATH", "HOME", "LANG", "LC_ALL", "TERM", "TMPDIR", "USER", "SHELL", "TZ"}
+
+
+def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k in KEEP_ALWAYS or not (_SECRET.search(k) or _PROVIDER.match(k))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONPATH", None)  # the harness's import path is not the experiment's
+    env.pop("VIRTUAL_ENV", None)
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class ProcessResult:
+    command: list[str]
+    exit_code: int | None
+    duration_s: float
+    timed_out: bool
+    started_at: str
+    pgid: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+def kill_group(pgid: int, grace_s: float = 3.0) -> None:
+    """SIGTERM the whole group, then SIGKILL whatever is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if not group_alive(pgid):
+                return
+            time.sleep(0.05)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # zombies still count for killpg(0); look for a live member
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def kill_stale_group(pgid: int | None, cwd: Path) -> bool:
+    """After a harness crash, kill a run it left behind, but only if that group still
+    runs in this workspace (the pgid may have been reused by an unrelated process)."""
+    if not pgid or not group_alive(pgid):
+        return False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            if Path(os.readlink(stat.parent / "cwd")).resolve() == cwd.resolve():
+                kill_group(pgid)
+                return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
+
+
+def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: Path,
+                timeout_s: float, env: dict[str, str] | None = None,
+                on_start=None) -> ProcessResult:
+    """Run `command` in `cwd`, output to files, killed with its whole group on timeout.
+
+    `on_start(pgid)` is called once the process exists, so the caller can record the
+    group before waiting (a harness killed meanwhile can then clean up on resume).
+    """
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+        proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                env=env if env is not None else scrubbed_env(), start_new_session=True)
+        pgid = proc.pid  # start_new_session makes the child its own group leader
+        if on_start:
+            on_start(pgid)
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        # also reaps children a finished run left behind (daemons, forked workers)
+        kill_group(pgid)
+        proc.wait()
+    if timed_out:
+        with stderr_path.open("a") as err:
+            err.write(f"\n[harness] killed after the {timeout_s:g} s timeout (process group {pgid})\n")
+    return ProcessResult(command=command, exit_code=None if timed_out else proc.returncode,
+                         duration_s=round(time.monotonic() - t0, 3), timed_out=timed_out,
+                         started_at=started, pgid=pgid)
+
+
+def tail(path: Path, limit: int = 1500) -> str:
+    """The last `limit` characters of a log, cut at a line start where possible."""
+    try:
+        data = path.read_bytes()[-limit * 4:].decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    if len(data) <= limit:
+        return data
+    cut = data[-limit:]
+    nl = cut.find("\n")
+    return cut[nl + 1:] if 0 <= nl < 200 else cut
+
+
+def write_meta(run_dir: Path, result: ProcessResult, **extra) -> dict:
+    meta = {**asdict(result), **extra, "python": result.command[0] if result.command else sys.executable}
+    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta

@@ -1,0 +1,124 @@
+"""One idea, start to finish (or resumed): the stages in order, each recorded in state.json."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.agent import Agent, AgentSettings
+from harness.config import HarnessConfig
+from harness.errors import IdeaStopped, UserError
+from harness.ideas import Idea, load_idea
+from harness.state import STAGES, State, load_state, save_state
+from harness.template import TemplateSpec, load_template
+from harness.workspace import Workspace
+
+
+@dataclass
+class IdeaContext:
+    """Everything a stage needs; stages communicate only through the workspace and state."""
+    cfg: HarnessConfig
+    spec: TemplateSpec
+    idea: Idea
+    ws: Workspace
+    state: State
+    console: Console
+    log: logging.Logger
+    settings: AgentSettings
+    _agent: Agent | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> Path:
+        return self.ws.path
+
+    @property
+    def agent(self) -> Agent:
+        if self._agent is None:
+            self._agent = Agent(self.settings, self.path)
+        return self._agent
+
+    @property
+    def run_timeout(self) -> int:
+        return self.cfg.run_timeout or self.spec.run_timeout
+
+    def save(self) -> None:
+        save_state(self.path, self.state)
+
+    def say(self, stage: str, text: str) -> None:
+        self.log.info("[%s] %s", stage, text)
+        self.console.print(f"[bold]{self.idea.name}[/] [cyan]{stage}[/] {text}", highlight=False)
+
+
+def _logger(ws: Path) -> logging.Logger:
+    log = logging.getLogger(f"harness.{ws.name}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not log.handlers:
+        h = logging.FileHandler(ws / "harness.log", encoding="utf-8")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(h)
+    return log
+
+
+def new_idea(cfg: HarnessConfig, idea_path: Path, settings: AgentSettings, console: Console) -> IdeaContext:
+    idea = load_idea(idea_path)
+    spec = load_template(cfg.template)
+    if not spec.python.exists():
+        raise UserError(f"template {spec.name} runs with {spec.python}, which does not exist; run `bash setup.sh` first")
+    ws = Workspace.create(cfg.workspace_root, idea, spec)
+    state = State(idea=idea.name, template=str(spec.root), created=datetime.now().isoformat(timespec="seconds"),
+                  config=cfg.to_dict(), stages={s: "pending" for s in STAGES})
+    save_state(ws.path, state)
+    ctx = IdeaContext(cfg, spec, idea, ws, state, console, _logger(ws.path), settings)
+    ctx.say("setup", f"workspace {ws.path}")
+    return ctx
+
+
+def resume_idea(cfg: HarnessConfig, ws_path: Path, settings: AgentSettings, console: Console) -> IdeaContext:
+    if not ws_path.is_dir():
+        raise UserError(f"--resume {ws_path}: no such folder; pass a workspace folder under {cfg.workspace_root}/")
+    ws = Workspace(ws_path)
+    state = load_state(ws.path)
+    idea = load_idea(ws.path / "idea.json")
+    spec = load_template(state.template)
+    ctx = IdeaContext(cfg, spec, idea, ws, state, console, _logger(ws.path), settings)
+    state.status, state.error = "running", ""
+    ctx.save()
+    ctx.say("resume", f"workspace {ws.path} (stages: {', '.join(f'{k}={v}' for k, v in state.stages.items())})")
+    return ctx
+
+
+def run_stages(ctx: IdeaContext) -> State:
+    """Run every stage not yet done. Returns the final state; raises nothing for idea-level failures."""
+    from harness.stages import baseline, experiments  # stages import pipeline types
+
+    stages = [("baseline", baseline.run), ("experiments", experiments.run)]
+    t0 = time.monotonic()
+    try:
+        for name, fn in stages:
+            if ctx.state.stage_done(name):
+                continue
+            ctx.state.stages[name] = "running"
+            ctx.save()
+            fn(ctx)
+            ctx.state.stages[name] = "done"
+            ctx.save()
+        ctx.state.status = "done"
+    except IdeaStopped as exc:
+        running = [k for k, v in ctx.state.stages.items() if v == "running"]
+        for k in running:
+            ctx.state.stages[k] = "stopped"
+        ctx.state.status, ctx.state.error = "stopped", str(exc)
+        ctx.say("stopped", f"{exc}")
+    finally:
+        ctx.save()
+        if ctx._agent is not None:
+            ctx.say(ctx.state.status, f"tokens {ctx.agent.tokens}, cost ${ctx.agent.cost:.4f}")
+        # whatever the harness wrote last (logs, chat) is part of the record
+        ctx.ws.commit(f"[harness] {ctx.state.status} after {time.monotonic() - t0:.0f} s")
+    return ctx.state

@@ -1,0 +1,27 @@
+"""Prompt texts live in prompts/*.j2 (our own words); this renders them."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jinja2
+
+from harness.config import REPO_ROOT
+
+PROMPTS_DIR = REPO_ROOT / "prompts"
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(PROMPTS_DIR),
+        undefined=jinja2.StrictUndefined,  # a missing variable is a bug, not an empty string
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+
+
+def render(name: str, **values) -> str:
+    return _env().get_template(f"{name}.j2").render(**values).strip() + "\n"

@@ -1,0 +1,68 @@
+"""One experiment run: `python experiment.py --out_dir=run_<i>` and what it left behind."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.executor import ProcessResult, run_process, scrubbed_env, tail, write_meta
+from harness.results import ResultsError, read_final_info
+from harness.template import TemplateSpec
+
+STDERR_TAIL = 1500
+
+
+@dataclass
+class RunOutcome:
+    index: int
+    folder: Path
+    process: ProcessResult
+    info: dict[str, Any] | None
+    error: str
+    """Why the run counts as failed ('' if it succeeded)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def stderr_tail(self) -> str:
+        return tail(self.folder / "stderr.log", STDERR_TAIL)
+
+
+def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: float, commit: str,
+                   on_start: Callable[[int], None] | None = None) -> RunOutcome:
+    folder = workspace / f"run_{index}"
+    if folder.exists():
+        shutil.rmtree(folder)  # callers move anything worth keeping aside first
+    folder.mkdir()
+    command = [str(spec.python), "experiment.py", f"--out_dir=run_{index}"]
+    proc = run_process(command, workspace, folder / "stdout.log", folder / "stderr.log",
+                       timeout_s, env=scrubbed_env(), on_start=on_start)
+    info, error = None, ""
+    if proc.timed_out:
+        error = f"it was killed after the {timeout_s:g} s timeout"
+    elif proc.exit_code != 0:
+        error = f"it exited with status {proc.exit_code}"
+    else:
+        try:
+            info = read_final_info(folder)
+        except ResultsError as exc:
+            error = str(exc)
+    write_meta(folder, proc, run=index, commit=commit, status="ok" if not error else "failed",
+               error=error, command_line=f"python experiment.py --out_dir=run_{index}")
+    return RunOutcome(index, folder, proc, info, error)
+
+
+def set_aside(workspace: Path, index: int, kind: str) -> Path | None:
+    """Keep a failed or interrupted run's folder for review as run_<i>_<kind>_<n>."""
+    folder = workspace / f"run_{index}"
+    if not folder.exists():
+        return None
+    n = 1
+    while (workspace / f"run_{index}_{kind}_{n}").exists():
+        n += 1
+    dest = workspace / f"run_{index}_{kind}_{n}"
+    folder.rename(dest)
+    return dest

@@ -1,0 +1,224 @@
+"""A scripted OpenAI-compatible chat server on 127.0.0.1: the only stand-in in this project.
+
+It replaces the language model, nothing else: aider, litellm, git and the experiment
+processes all run for real against it. A script is a YAML list of replies served in
+order, each either a string or a mapping:
+
+    - reply: "text the model answers"
+    - status: 500          # answer with this HTTP error instead (fault injection)
+    - delay: 2.5           # seconds to wait before answering
+      reply: "..."
+    - expect: "Run 2"      # the last user message must contain this, else HTTP 400
+
+aider's side requests (one-line commit messages, chat summaries) are answered without
+consuming the script. A request identical to one already answered gets the same reply,
+so a resumed harness that re-sends an interrupted turn sees what it would have seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import UserError
+
+
+@dataclass
+class Entry:
+    reply: str = ""
+    status: int = 200
+    delay: float = 0.0
+    expect: str = ""
+
+
+def load_script(path: Path) -> list[Entry]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"script {path} does not exist; pass scripted:PATH to an existing YAML script") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})") from None
+    if isinstance(data, dict):
+        data = data.get("replies")
+    if not isinstance(data, list):
+        raise UserError(f"{path}: a script is a YAML list of replies (or a mapping with 'replies:')")
+    entries = []
+    for i, item in enumerate(data):
+        if isinstance(item, str):
+            entries.append(Entry(reply=item))
+        elif isinstance(item, dict) and set(item) <= {"reply", "status", "delay", "expect"}:
+            entries.append(Entry(reply=str(item.get("reply", "")), status=int(item.get("status", 200)),
+                                 delay=float(item.get("delay", 0)), expect=str(item.get("expect", ""))))
+        else:
+            raise UserError(f"{path}: entry {i} must be a string or a mapping of reply/status/delay/expect")
+    return entries
+
+
+def _count_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+class ScriptedLLM:
+    """Holds the script and serves it over HTTP from a background thread."""
+
+    def __init__(self, entries: list[Entry], host: str = "127.0.0.1", port: int = 0):
+        self.entries = entries
+        self.position = 0
+        self.requests: list[dict[str, Any]] = []
+        self._answered: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def remaining(self) -> int:
+        return len(self.entries) - self.position
+
+    def start(self) -> ScriptedLLM:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-llm", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # --- choosing a reply ----------------------------------------------------
+    def choose(self, messages: list[dict[str, Any]]) -> tuple[int, str, float, str]:
+        """-> (http status, reply text, delay, kind)"""
+        system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
+        if "commit message" in system:
+            return 200, "chore: agent edit", 0.0, "commit-message"
+        if "summarize this partial conversation" in system.lower():
+            return 200, "The user asked for code changes; the assistant made them.", 0.0, "summary"
+        key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        with self._lock:
+            if key in self._answered:
+                return 200, self._answered[key], 0.0, "repeat"
+            if self.position >= len(self.entries):
+                return 500, f"scripted model: script exhausted after {len(self.entries)} replies", 0.0, "exhausted"
+            entry = self.entries[self.position]
+            self.position += 1
+            last_user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+            if entry.expect and entry.expect not in last_user:
+                return 400, (f"scripted model: reply {self.position} expects a prompt containing "
+                             f"{entry.expect!r}; got: {last_user[:300]!r}"), 0.0, "unexpected"
+            if entry.status == 200:
+                self._answered[key] = entry.reply
+            return entry.status, entry.reply, entry.delay, "script"
+
+    def _handler_class(self):
+        llm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _send_json(self, status: int, payload: dict) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._send_json(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+            def do_POST(self):
+                try:
+                    self._answer()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a killed harness); nothing to answer
+
+            def _answer(self):
+                length = int(self.headers.get("Content-Length", 0))
+                try:
+                    req = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError:
+                    return self._send_json(400, {"error": {"message": "bad JSON"}})
+                messages = req.get("messages", [])
+                status, text, delay, kind = llm.choose(messages)
+                llm.requests.append({"messages": messages, "stream": bool(req.get("stream")),
+                                     "kind": kind, "status": status})
+                if delay:
+                    time.sleep(delay)
+                if status != 200:
+                    return self._send_json(status, {"error": {"message": text, "type": "scripted_error",
+                                                              "code": status}})
+                usage = {"prompt_tokens": sum(_count_tokens(str(m.get("content", ""))) for m in messages),
+                         "completion_tokens": _count_tokens(text)}
+                usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+                model = req.get("model", "scripted")
+                if req.get("stream"):
+                    return self._stream(model, text, usage)
+                self._send_json(200, {
+                    "id": "chatcmpl-scripted", "object": "chat.completion", "created": int(time.time()),
+                    "model": model, "usage": usage,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                })
+
+            def _stream(self, model: str, text: str, usage: dict) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+
+                def chunk(delta: dict, finish: str | None = None, **extra) -> None:
+                    payload = {"id": "chatcmpl-scripted", "object": "chat.completion.chunk",
+                               "created": int(time.time()), "model": model,
+                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+                    self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+
+                chunk({"role": "assistant", "content": ""})
+                for i in range(0, len(text), 200):
+                    chunk({"content": text[i:i + 200]})
+                chunk({}, "stop", usage=usage)
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+        return Handler
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Serve a scripted OpenAI-compatible chat model on 127.0.0.1.")
+    ap.add_argument("script", type=Path)
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    llm = ScriptedLLM(load_script(args.script), port=args.port).start()
+    print(llm.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        llm.stop()
+
+
+if __name__ == "__main__":
+    main()

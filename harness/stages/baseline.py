@@ -1,0 +1,59 @@
+"""run_0: the unmodified template, computed once per template version and then cached.
+
+The cache key hashes the template files the baseline depends on and the experiment
+environment's stamp, so a changed template or environment recomputes it and nobody has
+to precompute baselines by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from harness.errors import IdeaStopped
+from harness.pipeline import IdeaContext
+from harness.results import read_final_info, summarise
+from harness.runs import run_experiment
+from harness.state import RunRecord
+
+
+def cache_dir(ctx: IdeaContext) -> Path:
+    return ctx.cfg.workspace_root.resolve() / ".baseline_cache" / f"{ctx.spec.name}_{ctx.spec.baseline_key()}"
+
+
+def run(ctx: IdeaContext) -> None:
+    run_dir = ctx.path / "run_0"
+    cached = cache_dir(ctx)
+    if ctx.ws.has_tag("run_0"):
+        pass  # committed before an interruption; only the state record is missing
+    elif (cached / "final_info.json").is_file():
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        shutil.copytree(cached, run_dir)
+        meta = json.loads((run_dir / "meta.json").read_text())
+        meta["cached_from"] = str(cached)
+        (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        ctx.say("baseline", f"run_0 from cache {cached.name}")
+    else:
+        ctx.say("baseline", f"computing run_0 (cached afterwards; timeout {ctx.run_timeout} s)")
+        outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head())
+        if not outcome.ok:
+            ctx.ws.commit(f"[baseline] run_0 failed: {outcome.error}")
+            raise IdeaStopped(f"the baseline run_0 failed ({outcome.error}); the template itself is broken, "
+                              f"see {run_dir}/stderr.log:\n{outcome.stderr_tail()[-600:]}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=cached.parent))
+        shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
+        try:
+            tmp.rename(cached)  # atomic: a half-written cache entry is never visible
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another idea cached it meanwhile
+        ctx.say("baseline", f"run_0 done in {outcome.process.duration_s:.1f} s")
+    info = read_final_info(run_dir)
+    commit = ctx.ws.commit("[baseline] run_0: the unmodified template") or ctx.ws.head()
+    ctx.ws.tag("run_0", commit)
+    summary = summarise(ctx.spec, 0, info)
+    ctx.state.runs["0"] = RunRecord(index=0, status="done", folder="run_0", commit=commit,
+                                    exit_code=0, degenerate=summary.degenerate)
