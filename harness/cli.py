@@ -14,8 +14,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness.config import HarnessConfig, build_config, field_docs
+from harness.config import HarnessConfig, apply_values, build_config, field_docs
 from harness.errors import UserError
+from harness.ideas import load_idea
+from harness.state import load_state
+from harness.template import load_template
 
 EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR = 0, 1, 2
 
@@ -83,8 +86,6 @@ def _summary(console: Console, rows: list[tuple]) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from harness.pipeline import new_idea, resume_idea, run_stages
-
     args = build_parser().parse_args(argv)
     if not args.idea and not args.resume:
         raise UserError("nothing to do: pass --idea PATH (or --resume WORKSPACE)")
@@ -96,22 +97,25 @@ def run(argv: list[str]) -> int:
     console = Console(stderr=False, highlight=False)
 
     if args.resume:
-        from harness.state import load_state
-        from harness.config import apply_values
-
         saved = load_state(args.resume.resolve()).config
         # the workspace's own settings, then whatever this command line changes
         cfg = apply_values(HarnessConfig(), {k: v for k, v in saved.items()}, f"{args.resume}/state.json")
         cfg = apply_values(cfg, {k: v for k, v in cli_values.items() if v is not None}, "command line")
         settings = _settings(cfg, console)
+        from harness.pipeline import resume_idea
+
         contexts = [lambda: resume_idea(cfg, args.resume.resolve(), settings, console)]
     else:
-        from harness.ideas import load_idea
-
         for path in args.idea:
             load_idea(path)  # every idea file is checked before any work starts
+        load_template(cfg.template)
         settings = _settings(cfg, console)
+        from harness.pipeline import new_idea
+
         contexts = [lambda p=p: new_idea(cfg, p, settings, console) for p in args.idea]
+
+    # imported only now: aider and litellm take seconds to load, and bad input should not wait
+    from harness.pipeline import run_stages
 
     rows, status = [], EXIT_OK
     for make in contexts:

@@ -84,7 +84,7 @@ def load_state(workspace: Path) -> State:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{workspace} has no {STATE_FILE}; --resume takes a workspace folder the harness created") from None
+        raise UserError(f"{workspace} is not a harness workspace (no {STATE_FILE}); --resume takes a folder the harness created") from None
     except json.JSONDecodeError:
         raise UserError(f"{path} is corrupt (not JSON); restore it from {path}.bak or start the idea afresh") from None
     try:

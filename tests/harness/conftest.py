@@ -91,7 +91,7 @@ class Harness:
         common = ["--workspace-root", str(self.root)]
         if self.llm and "--model" not in extra:
             common += ["--model", "openai/scripted", "--api-base", self.llm.url]
-        if "--resume" not in extra:
+        if "--resume" not in extra and "--template" not in extra:
             common += ["--template", template]
         return base + list(extra) + common
 

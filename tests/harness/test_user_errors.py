@@ -1,0 +1,109 @@
+"""Bad input gets one line naming the problem and the fix, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import IDEA
+
+
+def _one_line_error(r, *words):
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d.pop("Title"), ["'Title'", "missing"]),
+    (lambda d: d.update(Experiment=""), ["'Experiment'", "non-empty"]),
+    (lambda d: d.update(Name="../../etc"), ["'Name'", "slug"]),
+    (lambda d: d.update(Feasibility="high"), ["'Feasibility'", "number"]),
+    (lambda d: d.update(novel="yes"), ["'novel'", "true or false"]),
+])
+def test_bad_idea_fields(harness, change, words):
+    data = dict(IDEA)
+    change(data)
+    bad = harness.tmp / "bad.json"
+    bad.write_text(json.dumps(data))
+    harness.serve([])
+    line = _one_line_error(harness.run("--idea", str(bad)), str(bad), *words)
+    assert not harness.root.exists() or not any(harness.root.iterdir()), line  # nothing was started
+
+
+def test_idea_that_is_not_json(harness):
+    bad = harness.tmp / "bad.json"
+    bad.write_text('{"Name": "x",\n  "Title": }')
+    harness.serve([])
+    _one_line_error(harness.run("--idea", str(bad)), "not valid JSON", "line 2")
+
+
+def test_missing_idea_file(harness):
+    harness.serve([])
+    _one_line_error(harness.run("--idea", str(harness.tmp / "nope.json")), "does not exist")
+
+
+def test_second_bad_idea_stops_before_the_first_starts(harness):
+    bad = harness.tmp / "bad.json"
+    bad.write_text(json.dumps({k: v for k, v in IDEA.items() if k != "Title"}))
+    harness.serve([])
+    _one_line_error(harness.run("--idea", str(harness.idea_path), "--idea", str(bad)), "'Title'")
+    assert harness.workspace() is None
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"max_run": 3}, ["unknown key 'max_run'", "max_runs"]),
+    ({"max_runs": "many"}, ["'max_runs'", "whole number"]),
+    ({"max_runs": 0}, ["'max_runs'", "greater than 0"]),
+    ({"budget_usd": -1}, ["'budget_usd'", "0 or more"]),
+    ({"stream": "sometimes"}, ["'stream'", "true or false"]),
+    ({"edit_format": "poetry"}, ["'edit_format'", "diff"]),
+])
+def test_bad_config_file_values(harness, config, words):
+    harness.serve([])
+    cfg = harness.write_config(config)
+    _one_line_error(harness.run("--idea", str(harness.idea_path), "--config", str(cfg)), *words)
+
+
+def test_config_file_that_is_not_yaml(harness):
+    harness.serve([])
+    cfg = harness.tmp / "harness.yaml"
+    cfg.write_text("max_runs: [3\n")
+    _one_line_error(harness.run("--idea", str(harness.idea_path), "--config", str(cfg)), "not valid YAML")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--max-runs", "x"], ["'max_runs'"]),
+    (["--run-timeout", "-5"], ["'run_timeout'"]),
+    (["--template", "nonexistent"], ["template 'nonexistent' not found", "toy"]),
+    (["--frobnicate"], ["unrecognized arguments", "--frobnicate"]),
+])
+def test_bad_command_line_values(harness, args, words):
+    harness.serve([])
+    r = harness.run("--idea", str(harness.idea_path), *args)
+    _one_line_error(r, *words)
+
+
+def test_missing_api_key_is_caught_before_anything_starts(harness):
+    env_model = ["--model", "anthropic/claude-sonnet-4-5"]
+    r = harness.run("--idea", str(harness.idea_path), *env_model)
+    _one_line_error(r, "ANTHROPIC_API_KEY")
+    assert harness.workspace() is None
+
+
+def test_resume_of_a_folder_that_is_no_workspace(harness):
+    harness.serve([])
+    _one_line_error(harness.run("--resume", str(harness.tmp)), "not a harness workspace")
+
+
+def test_corrupt_state_json_on_resume(harness):
+    harness.serve(["ALL_COMPLETED"])
+    r = harness.run("--idea", str(harness.idea_path))
+    assert r.returncode == 0, r.stderr
+    (r.workspace / "state.json").write_text("{not json")
+    _one_line_error(harness.run("--resume", str(r.workspace)), "corrupt", "state.json.bak")
