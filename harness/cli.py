@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{docs['workspace_root']} (default: {d.workspace_root})")
     p.add_argument("--budget-usd", dest="budget_usd", metavar="USD", help=docs["budget_usd"])
     p.add_argument("--budget-tokens", dest="budget_tokens", metavar="N", help=docs["budget_tokens"])
+    p.add_argument("--stop-after", dest="stop_after", metavar="STAGE",
+                   help=f"{docs['stop_after']} (default: {d.stop_after})")
     p.add_argument("--run-timeout", dest="run_timeout", metavar="SECONDS", help=docs["run_timeout"])
     return p
 
@@ -92,7 +94,7 @@ def run(argv: list[str]) -> int:
     if args.idea and args.resume:
         raise UserError("--idea and --resume cannot be combined; resume one workspace at a time")
     cli_values = {k: getattr(args, k) for k in ("template", "model", "api_base", "max_runs", "workspace_root",
-                                                "budget_usd", "budget_tokens", "run_timeout")}
+                                                "budget_usd", "budget_tokens", "run_timeout", "stop_after")}
     cfg = build_config(args.config, cli_values)
     console = Console(stderr=False, highlight=False)
 

@@ -28,6 +28,8 @@ class HarnessConfig:
     """litellm model string (openai/gpt-4o, anthropic/claude-sonnet-4-5, ...) or scripted:FILE."""
     api_base: str | None = None
     """Base URL of an OpenAI-compatible server (ollama, vLLM, llama.cpp)."""
+    stop_after: str = "writeup"
+    """Last stage to run: baseline, experiments, plots or writeup (later stages stay pending)."""
     max_runs: int = 10
     """Experiment runs the agent may use, baseline not counted."""
     workspace_root: Path = Path("workspaces")
@@ -75,7 +77,8 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
-_CHOICES = {"edit_format": ("diff", "whole", "udiff")}
+_CHOICES = {"edit_format": ("diff", "whole", "udiff"),
+            "stop_after": ("baseline", "experiments", "plots", "writeup")}
 _POSITIVE = {"max_runs", "max_fix_attempts", "max_idle_turns", "api_attempts", "run_timeout",
              "budget_tokens", "request_timeout"}
 _NON_NEGATIVE = {"budget_usd", "api_retry_wait"}

@@ -95,18 +95,20 @@ def resume_idea(cfg: HarnessConfig, ws_path: Path, settings: AgentSettings, cons
 
 def run_stages(ctx: IdeaContext) -> State:
     """Run every stage not yet done. Returns the final state; raises nothing for idea-level failures."""
-    from harness.stages import baseline, experiments  # stages import pipeline types
+    from harness.stages import baseline, experiments, plots  # stages import pipeline types
 
-    stages = [("baseline", baseline.run), ("experiments", experiments.run)]
+    stages = [("baseline", baseline.run), ("experiments", experiments.run), ("plots", plots.run)]
+    last = STAGES.index(ctx.cfg.stop_after)
     t0 = time.monotonic()
     try:
         for name, fn in stages:
-            if ctx.state.stage_done(name):
+            if ctx.state.stage_done(name) or STAGES.index(name) > last:
                 continue
             ctx.state.stages[name] = "running"
             ctx.save()
             fn(ctx)
-            ctx.state.stages[name] = "done"
+            if ctx.state.stages[name] == "running":  # a stage may end as skipped or failed
+                ctx.state.stages[name] = "done"
             ctx.save()
         ctx.state.status = "done"
     except IdeaStopped as exc:

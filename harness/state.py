@@ -63,12 +63,15 @@ class State:
     """stage -> pending | running | done | failed | skipped"""
     runs: dict[str, RunRecord] = field(default_factory=dict)
     experiments: ExperimentsProgress = field(default_factory=ExperimentsProgress)
+    notes: dict[str, str] = field(default_factory=dict)
+    """stage -> what a later stage (or a reader) should know, e.g. why plots failed"""
     status: str = "running"
     """running | done | stopped | failed"""
     error: str = ""
 
     def stage_done(self, stage: str) -> bool:
-        return self.stages.get(stage) in ("done", "skipped")
+        # 'failed' is final for a stage the idea can do without (plots); 'stopped' is not
+        return self.stages.get(stage) in ("done", "skipped", "failed")
 
     def done_runs(self) -> list[RunRecord]:
         return sorted((r for r in self.runs.values() if r.status == "done"), key=lambda r: r.index)

@@ -43,7 +43,7 @@ def _table_for(ctx: IdeaContext, index: int) -> tuple[str, RunSummary]:
 
 def first_message(ctx: IdeaContext) -> str:
     table, _ = _table_for(ctx, 0)
-    return render("experiment_start", idea=ctx.idea, max_runs=ctx.cfg.max_runs, editable=list(ctx.spec.editable),
+    return render("experiment_start", idea=ctx.idea, max_runs=ctx.cfg.max_runs, editable=_files(ctx),
                   description=ctx.spec.description, baseline_table=table)
 
 
@@ -54,7 +54,7 @@ def run(ctx: IdeaContext) -> None:
         prog.last_run_hash = ctx.ws.file_hash("experiment.py")
         ctx.save()
     _recover(ctx)
-    session = ctx.agent.session(STAGE, files=list(ctx.spec.editable),
+    session = ctx.agent.session(STAGE, files=_files(ctx),
                                 history_path=ctx.path / HARNESS_DIR / f"chat_{STAGE}.json")
     try:
         while not prog.done:
@@ -67,6 +67,11 @@ def run(ctx: IdeaContext) -> None:
             _turn(ctx, session)
     finally:
         session.close()
+
+
+def _files(ctx: IdeaContext) -> list[str]:
+    """What this stage hands the agent (plot.py waits for the plots stage)."""
+    return [f for f in ctx.spec.editable if f in ("experiment.py", "notes.txt")] or ["experiment.py"]
 
 
 def _finish(ctx: IdeaContext, reason: str) -> None:
@@ -101,12 +106,12 @@ def _turn(ctx: IdeaContext, session) -> None:
     ctx.say(STAGE, f"turn {turn}: asking the agent (run {prog.next_run} of at most {ctx.cfg.max_runs})")
     result = session.ask(prog.next_message, turn)
 
-    allowed, forbidden = ws.split_agent_changes(before, set(ctx.spec.editable))
+    allowed, forbidden = ws.split_agent_changes(before, set(_files(ctx)))
     note = ""
     if forbidden:
         reverted = ws.revert(forbidden, f"{STAGE}_turn_{turn}")
         ctx.say(STAGE, f"undid edits to files the agent may not change: {', '.join(r.path for r in reverted)}")
-        note = render("reverted", paths=[r.path for r in reverted], editable=list(ctx.spec.editable))
+        note = render("reverted", paths=[r.path for r in reverted], editable=_files(ctx))
     target = f"run_{prog.next_run}"
     first_line = next((ln.strip() for ln in result.reply.splitlines() if ln.strip()), "")[:72]
     if allowed:  # a reply without edits leaves nothing to review but its chat.jsonl lines

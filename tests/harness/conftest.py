@@ -93,6 +93,8 @@ class Harness:
             common += ["--model", "openai/scripted", "--api-base", self.llm.url]
         if "--resume" not in extra and "--template" not in extra:
             common += ["--template", template]
+        if "--resume" not in extra and "--stop-after" not in extra:
+            common += ["--stop-after", "experiments"]  # most tests are about one stage
         return base + list(extra) + common
 
     def start(self, *extra: str, **kw) -> subprocess.Popen:
