@@ -144,6 +144,7 @@ def register_model(settings: AgentSettings) -> Model:
     model = Model(settings.model)
     extra = dict(model.extra_params or {})
     extra["timeout"] = settings.request_timeout
+    extra["max_retries"] = 0  # the provider SDK would retry 429/5xx silently; ours is the one policy
     if settings.api_base:
         extra["api_base"] = settings.api_base
     if settings.api_key:

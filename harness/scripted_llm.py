@@ -67,6 +67,14 @@ def _count_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class ScriptedLLM:
     """Holds the script and serves it over HTTP from a background thread."""
 
@@ -76,7 +84,7 @@ class ScriptedLLM:
         self.requests: list[dict[str, Any]] = []
         self._answered: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -252,3 +252,45 @@ def test_experiment_sees_no_api_key(harness):
     out = (r.workspace / "run_1" / "stdout.log").read_text()
     # the harness process itself had OPENAI_API_KEY set (see Harness.env)
     assert "KEYS []" in out and "sk-test-secret" not in out
+
+
+def test_api_errors_are_retried_with_backoff_and_recorded(harness):
+    llm = harness.serve([
+        {"status": 500, "reply": "overloaded"},
+        {"status": 429, "reply": "slow down"},
+        l1_edit("0.02", "0.05"),
+        {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"},
+    ])
+    cfg = harness.write_config({"api_retry_wait": 0.1})
+    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert llm.remaining == 0
+    chat = r.chat()
+    assert [(c["turn"], c["attempt"], c["ok"]) for c in chat] == [(1, 1, False), (1, 2, False), (1, 3, True), (2, 1, True)]
+    assert "500" in chat[0]["error"] or "InternalServer" in chat[0]["error"]
+    assert (r.workspace / "run_1" / "final_info.json").exists()
+
+
+def test_persistent_api_failure_stops_the_idea_resumably(harness):
+    harness.serve([{"status": 503, "reply": "down"}] * 3)
+    cfg = harness.write_config({"api_retry_wait": 0.05, "api_attempts": 3})
+    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg))
+    assert r.returncode == 1
+    state = r.state()
+    assert state["status"] == "stopped" and "failed 3 times" in state["error"]
+    assert state["stages"]["baseline"] == "done" and r.repo().tags["run_0"]
+    harness.serve([l1_edit("0.02", "0.05"), {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
+    r2 = harness.run("--resume", str(r.workspace), "--api-base", harness.llm.url)
+    assert r2.returncode == 0, r2.stderr
+    assert r2.state()["status"] == "done"
+
+
+def test_dollar_budget_uses_the_model_prices(harness):
+    harness.serve([l1_edit("0.02", "0.05"), {"expect": "Run 1 finished", "reply": l1_edit("0.05", "0.1")}])
+    cfg = harness.write_config({"model_metadata": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+                                "budget_usd": 0.002})
+    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg))
+    assert r.returncode == 1
+    chat = r.chat()
+    assert chat[0]["cost_usd"] > 0.001
+    assert "budget spent: $" in r.state()["error"]
