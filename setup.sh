@@ -40,7 +40,11 @@ new_env() {
   ".venvs/$name/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 }
 
-pipq() { local name=$1; shift; ".venvs/$name/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
+pipq() {
+  local name=$1; shift
+  # drop pip's "Location ... is ignored" noise about index folders this machine lacks
+  ".venvs/$name/bin/python" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 
 # --- harness -----------------------------------------------------------------
 stamp=$(stamp_of envs/harness.txt)
@@ -76,5 +80,8 @@ fi
 got=$(.venvs/sae/bin/python -c 'import torch; print(torch.__version__.split("+")[0])') \
   || die ".venvs/sae is broken; delete .venvs/sae and run setup.sh again"
 [ "$got" = "$TORCH_VERSION" ] || die ".venvs/sae has torch $got, expected $TORCH_VERSION; delete .venvs/sae and run setup.sh again"
+
+# --- TeX (the writeup stage compiles the paper; checked before any model call) --
+bash envs/tex.sh || die "TeX tools missing (see the line above)"
 
 echo "setup: ready"

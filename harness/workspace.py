@@ -42,6 +42,14 @@ artifacts/
 *.safetensors
 *.npy
 *.npz
+latex/*.aux
+latex/*.log
+latex/*.fls
+latex/*.fdb_latexmk
+latex/*.out
+latex/*.blg
+latex/*.bbl
+latex/*.synctex.gz
 """
 
 
