@@ -118,6 +118,9 @@ def run(argv: list[str]) -> int:
 
     # imported only now: aider and litellm take seconds to load, and bad input should not wait
     from harness.pipeline import run_stages
+    from harness.preflight import preflight
+
+    preflight(cfg, settings)
 
     rows, status = [], EXIT_OK
     for make in contexts:

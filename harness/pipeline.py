@@ -95,9 +95,10 @@ def resume_idea(cfg: HarnessConfig, ws_path: Path, settings: AgentSettings, cons
 
 def run_stages(ctx: IdeaContext) -> State:
     """Run every stage not yet done. Returns the final state; raises nothing for idea-level failures."""
-    from harness.stages import baseline, experiments, plots  # stages import pipeline types
+    from harness.stages import baseline, experiments, plots, writeup  # stages import pipeline types
 
-    stages = [("baseline", baseline.run), ("experiments", experiments.run), ("plots", plots.run)]
+    stages = [("baseline", baseline.run), ("experiments", experiments.run), ("plots", plots.run),
+              ("writeup", writeup.run)]
     last = STAGES.index(ctx.cfg.stop_after)
     t0 = time.monotonic()
     try:

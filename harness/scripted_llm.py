@@ -10,8 +10,8 @@ order, each either a string or a mapping:
       reply: "..."
     - expect: "Run 2"      # the last user message must contain this, else HTTP 400
 
-aider's side requests (one-line commit messages, chat summaries) are answered without
-consuming the script. A request identical to one already answered gets the same reply,
+aider's side requests (one-line commit messages, chat summaries) and the CLI's preflight
+request are answered without consuming the script. A request identical to one already answered gets the same reply,
 so a resumed harness that re-sends an interrupted turn sees what it would have seen.
 """
 
@@ -30,6 +30,10 @@ from typing import Any
 import yaml
 
 from harness.errors import UserError
+
+
+PREFLIGHT_MARKER = "harness preflight: reply OK"
+"""The CLI's is-the-model-there request; answered without consuming the script."""
 
 
 @dataclass
@@ -120,6 +124,8 @@ class ScriptedLLM:
             return 200, "chore: agent edit", 0.0, "commit-message"
         if "summarize this partial conversation" in system.lower():
             return 200, "The user asked for code changes; the assistant made them.", 0.0, "summary"
+        if any(PREFLIGHT_MARKER in str(m.get("content", "")) for m in messages):
+            return 200, "OK", 0.0, "preflight"
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
         with self._lock:
             if key in self._answered:

@@ -1,0 +1,226 @@
+"""Writeup: the agent fills latex/template.tex section by section, the harness compiles it
+and checks its claims.
+
+Each section gets its own short conversation (write, then critique against a checklist),
+so a prompt carries that section's context and not the whole paper's chat so far. The
+file itself is in every request, so the agent still sees what earlier sections say.
+Progress is a step counter in state.notes: a resumed stage starts at the first step not
+committed, instead of asking the model for sections it already has.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from harness.config import REPO_ROOT
+from harness.latex import CompileResult, LatexToolError, chktex_warnings, compile_pdf
+from harness.pipeline import IdeaContext
+from harness.prompts import render
+from harness.results import headline_metrics, read_final_info, summarise
+from harness.stages.verify import CLAIMS_FILE, verify_paper
+from harness.workspace import HARNESS_DIR
+
+STAGE = "writeup"
+TEMPLATE_DIR = REPO_ROOT / "latex_template"
+TEX = "latex/template.tex"
+BIB = "latex/references.bib"
+PAPER = "paper.pdf"
+COMPILE_FIX_ROUNDS = 3
+PROGRESS_KEY = "writeup_step"
+
+# (step name, placeholder parts it fills, what the section is for)
+SECTIONS = [
+    ("title and abstract", ["title", "abstract"],
+     "a title naming the method and what it improves, and a one-paragraph abstract: the problem, "
+     "why it is hard, what was changed, how it was tested, the headline result"),
+    ("introduction", ["introduction"],
+     "the problem and why it matters, why it is hard, the proposed change, how it was evaluated, "
+     "and a short itemised list of contributions; no results tables or figures here"),
+    ("background", ["background"],
+     "the concepts a reader needs: sparse dictionary learning, the SAE objective, the baseline "
+     "architecture, and a short problem setting with the notation used later"),
+    ("method", ["method"],
+     "what was changed relative to the baseline, in the Background's notation, with the "
+     "equations the implementation in experiment.py actually uses"),
+    ("experimental setup", ["experimental setup"],
+     "data, model, dictionary size, training settings, evaluation metrics and baselines, "
+     "only as the run files and notes.txt record them"),
+    ("results", ["results"],
+     "each run against the baseline, a booktabs table of the results below, the figures "
+     "that exist, limitations and failed runs"),
+    ("conclusion", ["conclusion"],
+     "a brief summary of the findings and their limits, and concrete next steps"),
+]
+STEPS = [f"{name}:{kind}" for name, _, _ in SECTIONS for kind in ("write", "refine")] + [
+    "related work:sketch", "related work:cite"]
+
+_BIB_ENTRY = re.compile(r"@(\w+)\s*\{\s*([^,\s]+)\s*,(.*?)\n\}", re.S)
+_BIB_TITLE = re.compile(r"\btitle\s*=\s*\{(.*?)\}\s*,?\s*$", re.S | re.M)
+
+
+def _figures(ws: Path) -> list[str]:
+    return sorted(p.name for p in ws.glob("*.png") if p.is_file())
+
+
+def _results_table(ctx: IdeaContext) -> str:
+    """One row per completed run, one column per headline metric: values as in the files."""
+    runs = ctx.state.done_runs()
+    if not runs:
+        return "(no completed runs)"
+    infos = {r.index: read_final_info(ctx.path / r.folder) for r in runs}
+    metrics = headline_metrics(ctx.spec, infos[runs[0].index])
+    head = ["run"] + [f"{m.label} ({'higher' if m.better == 'higher' else 'lower'} is better)" for m in metrics]
+    rows = [" | ".join(head)]
+    for r in runs:
+        s = summarise(ctx.spec, r.index, infos[r.index])
+        cells = ["-" if s.values.get(m.name) is None else f"{s.values[m.name]:.4g}" for m in metrics]
+        flag = f" (degenerate: {'; '.join(s.degenerate)})" if s.degenerate else ""
+        rows.append(" | ".join([f"run_{r.index}{' (baseline)' if r.index == 0 else ''}"] + cells) + flag)
+    return "\n".join(rows)
+
+
+def _bib_entries(ws: Path) -> list[tuple[str, str]]:
+    text = (ws / BIB).read_text(encoding="utf-8", errors="replace")
+    out = []
+    for m in _BIB_ENTRY.finditer(text):
+        if m.group(1).lower() in ("comment", "string", "preamble"):
+            continue
+        t = _BIB_TITLE.search(m.group(3))
+        title = re.sub(r"[{}]", "", t.group(1)) if t else ""
+        out.append((m.group(2), re.sub(r"\s+", " ", title)))
+    return out
+
+
+def _context(ctx: IdeaContext) -> dict:
+    runs = ctx.state.done_runs()
+    return dict(idea=ctx.idea, runs=[f"run_{r.index}" for r in runs], table=_results_table(ctx),
+                figures=_figures(ctx.path), plots_note=ctx.state.notes.get("plots", ""))
+
+
+def _turn(ctx: IdeaContext, session, message: str, turn: int, label: str) -> str:
+    before = ctx.ws.dirty_paths()
+    result = session.ask(message, turn)
+    allowed, forbidden = ctx.ws.split_agent_changes(before, {TEX})
+    if forbidden:
+        ctx.ws.revert(forbidden, f"{STAGE}_turn_{turn}")
+    first = next((ln.strip() for ln in result.reply.splitlines() if ln.strip()), "")[:72]
+    ctx.ws.commit(f"[{STAGE}] {label} (turn {turn}): "
+                  f"{'agent edit of ' + ', '.join(allowed) if allowed else 'no edit'}\n\n{first}",
+                  paths=allowed + ["chat.jsonl"])
+    return result.reply
+
+
+def _session(ctx: IdeaContext, name: str):
+    slug = re.sub(r"\W+", "_", name)
+    return ctx.agent.session(STAGE, files=[TEX], read_only=["notes.txt"],
+                             history_path=ctx.path / HARNESS_DIR / f"chat_{STAGE}_{slug}.json")
+
+
+def _copy_template(ctx: IdeaContext) -> None:
+    dest = ctx.path / "latex"
+    if (dest / "template.tex").exists():
+        return  # resumed: the agent's text so far is in there
+    dest.mkdir(exist_ok=True)
+    for name in ("template.tex", "references.bib"):
+        shutil.copyfile(TEMPLATE_DIR / name, dest / name)
+    ctx.ws.commit(f"[{STAGE}] LaTeX template copied into latex/", paths=[TEX, BIB])
+
+
+def _write_sections(ctx: IdeaContext, turn: int) -> int:
+    done = int(ctx.state.notes.get(PROGRESS_KEY, "0") or 0)
+    base = _context(ctx)
+    keys = _bib_entries(ctx.path)
+    for i in range(0, len(STEPS), 2):
+        if done >= i + 2:
+            turn += 2
+            continue
+        name = STEPS[i].split(":")[0]
+        section = next((s for s in SECTIONS if s[0] == name), None)
+        session = _session(ctx, name)
+        try:
+            if section:
+                _, parts, purpose = section
+                steps = [("write", render("writeup_section", section=name, parts=parts, purpose=purpose, **base)),
+                         ("refine", render("writeup_refine", section=name, parts=parts, **base))]
+            else:
+                steps = [("sketch", render("writeup_related", keys=keys, **base)),
+                         ("cite", render("writeup_cite", keys=keys))]
+            for k, (kind, message) in enumerate(steps):
+                if done > i + k:
+                    turn += 1
+                    continue
+                turn += 1
+                _turn(ctx, session, message, turn, f"{name}, {kind}")
+                ctx.state.notes[PROGRESS_KEY] = str(i + k + 1)
+                ctx.save()
+        finally:
+            session.close()
+    return turn
+
+
+def _problems(tex: Path, result: CompileResult) -> str:
+    lines = [result.message()] if not result.clean else []
+    try:
+        warns = chktex_warnings(tex)
+    except LatexToolError as exc:
+        warns = [str(exc)]
+    if warns:
+        lines.append("chktex found:\n" + "\n".join(f"- {w}" for w in warns[:15]))
+    return "\n".join(lines)
+
+
+def _compile(ctx: IdeaContext, session, turn: int, rounds: int, label: str) -> tuple[CompileResult, int]:
+    tex = ctx.path / TEX
+    result = compile_pdf(tex)
+    ctx.say(STAGE, f"compiled in {result.duration_s:.1f} s: {'ok' if result.ok else 'failed'}, "
+                   f"{result.pages or '?'} pages")
+    for attempt in range(1, rounds + 1):
+        problems = _problems(tex, result)
+        if not problems:
+            break
+        turn += 1
+        _turn(ctx, session, render("writeup_compile", problems=problems, attempt=attempt, rounds=rounds),
+              turn, f"{label} {attempt}")
+        result = compile_pdf(tex)
+        ctx.say(STAGE, f"recompiled in {result.duration_s:.1f} s: {'ok' if result.ok else 'failed'}")
+    return result, turn
+
+
+def _publish(ctx: IdeaContext, result: CompileResult) -> bool:
+    if result.pdf is None or not result.pdf.is_file():
+        return False
+    shutil.copyfile(result.pdf, ctx.path / PAPER)
+    return True
+
+
+def run(ctx: IdeaContext) -> None:
+    _copy_template(ctx)
+    turn = _write_sections(ctx, 0)
+    session = _session(ctx, "compile")
+    try:
+        result, turn = _compile(ctx, session, turn, COMPILE_FIX_ROUNDS, "compile fix")
+        report = verify_paper(ctx.path, ctx.path / TEX)
+        first_unmatched = len(report.unmatched)
+        if first_unmatched:
+            ctx.say(STAGE, f"{first_unmatched} of {len(report.results)} claims do not trace to run files; "
+                           "one correction round")
+            turn += 1
+            _turn(ctx, session, render("writeup_claims", report=report.message()), turn, "claims correction")
+            result, turn = _compile(ctx, session, turn, 1, "compile fix after claims")
+            report = verify_paper(ctx.path, ctx.path / TEX)
+    finally:
+        session.close()
+    published = _publish(ctx, result)
+    ctx.ws.commit(f"[{STAGE}] {PAPER if published else 'no PDF'}; claims check: "
+                  f"{len(report.unmatched)} of {len(report.results)} unmatched",
+                  paths=[TEX, PAPER, CLAIMS_FILE, "chat.jsonl"])
+    ctx.state.notes[STAGE] = (f"{'paper.pdf' if published else 'no PDF'}"
+                              f"{f', {result.pages} pages' if result.pages else ''}; compile "
+                              f"{'clean' if result.clean else 'ok with problems' if result.ok else 'failed'}; "
+                              f"claims {len(report.results)}, unmatched {first_unmatched} before correction, "
+                              f"{len(report.unmatched)} after")
+    ctx.say(STAGE, ctx.state.notes[STAGE])
+    if not published:
+        ctx.state.stages[STAGE] = "failed"
