@@ -19,6 +19,7 @@ from harness.pipeline import IdeaContext
 from harness.prompts import render
 from harness.results import RunSummary, compact_table, read_final_info, summarise
 from harness.runs import RunOutcome, run_experiment, set_aside
+from harness.stages.turns import agent_turn
 from harness.state import RunRecord
 from harness.workspace import HARNESS_DIR
 
@@ -100,23 +101,12 @@ def _recover(ctx: IdeaContext) -> None:
 def _turn(ctx: IdeaContext, session) -> None:
     prog, ws = ctx.state.experiments, ctx.ws
     turn = prog.turn + 1
-    before = ws.dirty_paths()
     prog.turn_in_flight = True
     ctx.save()
     ctx.say(STAGE, f"turn {turn}: asking the agent (run {prog.next_run} of at most {ctx.cfg.max_runs})")
-    result = session.ask(prog.next_message, turn)
-
-    allowed, forbidden = ws.split_agent_changes(before, set(_files(ctx)))
-    note = ""
-    if forbidden:
-        reverted = ws.revert(forbidden, f"{STAGE}_turn_{turn}")
-        ctx.say(STAGE, f"undid edits to files the agent may not change: {', '.join(r.path for r in reverted)}")
-        note = render("reverted", paths=[r.path for r in reverted], editable=_files(ctx))
-    target = f"run_{prog.next_run}"
-    first_line = next((ln.strip() for ln in result.reply.splitlines() if ln.strip()), "")[:72]
-    if allowed:  # a reply without edits leaves nothing to review but its chat.jsonl lines
-        ws.commit(f"[{STAGE}] turn {turn} for {target}: agent edit of {', '.join(allowed)}\n\n{first_line}",
-                  paths=allowed + ["chat.jsonl"])
+    done = agent_turn(ctx, session, STAGE, prog.next_message, turn, _files(ctx),
+                      f"turn {turn} for run_{prog.next_run}")
+    result, note = done.result, done.reverted_note(_files(ctx))
     prog.turn, prog.turn_in_flight = turn, False
 
     if DONE_WORD in result.reply:

@@ -11,6 +11,7 @@ from pathlib import Path
 from harness.executor import run_process, scrubbed_env, tail
 from harness.pipeline import IdeaContext
 from harness.prompts import render
+from harness.stages.turns import agent_turn
 from harness.workspace import HARNESS_DIR
 
 STAGE = "plots"
@@ -23,15 +24,7 @@ def _figures(ws: Path) -> dict[str, float]:
 
 
 def _turn(ctx: IdeaContext, session, message: str, turn: int) -> None:
-    before = ctx.ws.dirty_paths()
-    result = session.ask(message, turn)
-    allowed, forbidden = ctx.ws.split_agent_changes(before, {"plot.py", "notes.txt"})
-    if forbidden:
-        ctx.ws.revert(forbidden, f"{STAGE}_turn_{turn}")
-    if allowed:
-        first = next((ln.strip() for ln in result.reply.splitlines() if ln.strip()), "")[:72]
-        ctx.ws.commit(f"[{STAGE}] turn {turn}: agent edit of {', '.join(allowed)}\n\n{first}",
-                      paths=allowed + ["chat.jsonl"])
+    agent_turn(ctx, session, STAGE, message, turn, ["plot.py", "notes.txt"], f"turn {turn}")
 
 
 def run(ctx: IdeaContext) -> None:

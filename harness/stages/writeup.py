@@ -19,6 +19,7 @@ from harness.latex import CompileResult, LatexToolError, chktex_warnings, compil
 from harness.pipeline import IdeaContext
 from harness.prompts import render
 from harness.results import headline_metrics, read_final_info, summarise
+from harness.stages.turns import agent_turn
 from harness.stages.verify import CLAIMS_FILE, verify_paper
 from harness.workspace import HARNESS_DIR
 
@@ -100,16 +101,7 @@ def _context(ctx: IdeaContext) -> dict:
 
 
 def _turn(ctx: IdeaContext, session, message: str, turn: int, label: str) -> str:
-    before = ctx.ws.dirty_paths()
-    result = session.ask(message, turn)
-    allowed, forbidden = ctx.ws.split_agent_changes(before, {TEX})
-    if forbidden:
-        ctx.ws.revert(forbidden, f"{STAGE}_turn_{turn}")
-    first = next((ln.strip() for ln in result.reply.splitlines() if ln.strip()), "")[:72]
-    ctx.ws.commit(f"[{STAGE}] {label} (turn {turn}): "
-                  f"{'agent edit of ' + ', '.join(allowed) if allowed else 'no edit'}\n\n{first}",
-                  paths=allowed + ["chat.jsonl"])
-    return result.reply
+    return agent_turn(ctx, session, STAGE, message, turn, [TEX], f"{label} (turn {turn})", commit_empty=True).reply
 
 
 def _session(ctx: IdeaContext, name: str):

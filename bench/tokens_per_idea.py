@@ -1,0 +1,73 @@
+"""Prompt tokens a whole idea costs: experiments -> plots -> paper, replayed with the scripted model.
+
+Replays the scripted toy idea of tests/harness/test_writeup.py (1 run, plots, 16 writeup
+calls) through the real CLI, aider and latexmk, then prints the prompt tokens of every
+model call from the workspace's chat.jsonl, per stage and in total, beside the reference
+transcript's figure (its aider "Tokens: N sent" lines, summed).
+
+    .venvs/harness/bin/python bench/tokens_per_idea.py
+
+Token counts are the scripted server's (characters / 4 over every message sent, aider's
+system prompt and file contents included), so they approximate what a real model bills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "harness")]
+
+from harness.scripted_llm import Entry, ScriptedLLM  # noqa: E402
+from conftest import IDEA  # noqa: E402
+from test_writeup import _good_texts, _sections, _upstream  # noqa: E402
+
+REFERENCE = Path("/work/shared/seeds") if Path("/work/shared/seeds").exists() else ROOT.parent / "shared" / "seeds"
+
+
+def reference_tokens() -> tuple[int, int] | None:
+    files = sorted(REFERENCE.glob("004_*.txt"))
+    if not files:
+        return None
+    sent = [float(x) * 1000 for x in re.findall(r"Tokens: ([0-9.]+)k sent", files[0].read_text())]
+    return len(sent), int(sum(sent))
+
+
+def main() -> None:
+    replies = [Entry(reply=r) if isinstance(r, str) else Entry(**r)
+               for r in _upstream() + _sections(_good_texts())]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_tokens_"))
+    (tmp / "idea.json").write_text(json.dumps(IDEA))
+    with ScriptedLLM(replies) as llm:
+        cmd = [str(ROOT / ".venvs/harness/bin/python"), str(ROOT / "run_harness.py"), "--idea", str(tmp / "idea.json"),
+               "--template", "toy", "--model", "openai/scripted", "--api-base", llm.url,
+               "--workspace-root", str(tmp / "ws"), "--stop-after", "writeup"]
+        env = {**os.environ, "HOME": str(tmp), "OPENAI_API_KEY": "sk-bench"}
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+    ws = next(p for p in (tmp / "ws").iterdir() if (p / "state.json").exists())
+    calls = [json.loads(x) for x in (ws / "chat.jsonl").read_text().splitlines()]
+    per_stage: dict[str, int] = defaultdict(int)
+    print(f"{'call':>4}  {'stage':<12} {'turn':>4}  prompt tokens")
+    for i, c in enumerate(calls, 1):
+        per_stage[c["stage"]] += c["prompt_tokens"]
+        print(f"{i:>4}  {c['stage']:<12} {c['turn']:>4}  {c['prompt_tokens']:>8,}")
+    total = sum(per_stage.values())
+    for stage, n in per_stage.items():
+        print(f"stage {stage:<12} {n:>9,} prompt tokens")
+    print(f"total: {total:,} prompt tokens over {len(calls)} calls (target <= 250,000)")
+    ref = reference_tokens()
+    if ref:
+        print(f"reference transcript 004: {ref[1]:,} prompt tokens over {ref[0]} calls "
+              f"({ref[1] / max(total, 1):.1f}x ours)")
+    print(f"paper: {ws / 'paper.pdf'} ({'present' if (ws / 'paper.pdf').exists() else 'MISSING'})")
+
+
+if __name__ == "__main__":
+    main()

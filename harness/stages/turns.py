@@ -1,0 +1,45 @@
+"""One agent turn, the same in every stage: ask, undo forbidden edits, commit the rest.
+
+The commit message names the stage and the turn, so `git log` reads as the agent's
+history; the chat.jsonl lines of the turn go into the same commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.agent import ChatSession, TurnResult
+from harness.pipeline import IdeaContext
+from harness.prompts import render
+
+
+@dataclass
+class Turn:
+    result: TurnResult
+    edited: list[str]
+    """Files the agent changed and was allowed to."""
+    reverted: list[str]
+    """Files it changed but may not; their edits are undone."""
+
+    @property
+    def reply(self) -> str:
+        return self.result.reply
+
+    def reverted_note(self, allowed: list[str]) -> str:
+        """A line for the next prompt, so the agent learns why its edit vanished."""
+        return render("reverted", paths=self.reverted, editable=allowed) if self.reverted else ""
+
+
+def agent_turn(ctx: IdeaContext, session: ChatSession, stage: str, message: str, turn: int,
+               allowed: list[str], label: str, commit_empty: bool = False) -> Turn:
+    before = ctx.ws.dirty_paths()
+    result = session.ask(message, turn)
+    edited, forbidden = ctx.ws.split_agent_changes(before, set(allowed))
+    reverted = [r.path for r in ctx.ws.revert(forbidden, f"{stage}_turn_{turn}")] if forbidden else []
+    if reverted:
+        ctx.say(stage, f"undid edits to files the agent may not change: {', '.join(reverted)}")
+    if edited or commit_empty:
+        first = next((ln.strip() for ln in result.reply.splitlines() if ln.strip()), "")[:72]
+        what = f"agent edit of {', '.join(edited)}" if edited else "no edit"
+        ctx.ws.commit(f"[{stage}] {label}: {what}\n\n{first}", paths=edited + ["chat.jsonl"])
+    return Turn(result, edited, reverted)
