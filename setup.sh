@@ -84,4 +84,16 @@ got=$(.venvs/sae/bin/python -c 'import torch; print(torch.__version__.split("+")
 # --- TeX (the writeup stage compiles the paper; checked before any model call) --
 bash envs/tex.sh || die "TeX tools missing (see the line above)"
 
+# --- bubblewrap: lets the harness run agent-written code without network and with a
+# read-only view outside the workspace; without it the harness falls back to process limits
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1; } \
+      || echo "setup: could not install bubblewrap; experiments will run with process-level isolation only"
+  else
+    echo "setup: bubblewrap missing (apt-get install bubblewrap); experiments will run with process-level isolation only"
+  fi
+fi
+
 echo "setup: ready"

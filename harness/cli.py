@@ -17,6 +17,7 @@ from rich.table import Table
 from harness.config import HarnessConfig, apply_values, build_config, field_docs
 from harness.errors import UserError
 from harness.ideas import load_idea
+from harness.sandbox import make_sandbox
 from harness.state import load_state
 from harness.template import load_template
 
@@ -111,6 +112,7 @@ def run(argv: list[str]) -> int:
         for path in args.idea:
             load_idea(path)  # every idea file is checked before any work starts
         load_template(cfg.template)
+        make_sandbox(cfg.sandbox, cfg.run_memory_gb, None)  # 'namespace' where bubblewrap cannot run
         settings = _settings(cfg, console)
         from harness.pipeline import new_idea
 

@@ -40,6 +40,10 @@ class HarnessConfig:
     """Stop an idea cleanly once its model calls have used this many tokens (sent + received)."""
     run_timeout: int | None = None
     """Seconds one experiment run may take before its process group is killed (default: the template's)."""
+    sandbox: str = "auto"
+    """Isolation of experiment/plot processes: namespace (bubblewrap), process, or auto (the best that works)."""
+    run_memory_gb: float | None = None
+    """Address-space limit of one experiment or plot process, in GB (none by default)."""
     max_fix_attempts: int = 4
     """Failed runs in a row the agent may try to fix before the experiments stage stops."""
     max_idle_turns: int = 3
@@ -78,10 +82,12 @@ def field_docs() -> dict[str, str]:
 
 
 _CHOICES = {"edit_format": ("diff", "whole", "udiff"),
-            "stop_after": ("baseline", "experiments", "plots", "writeup")}
+            "stop_after": ("baseline", "experiments", "plots", "writeup"),
+            "sandbox": ("auto", "namespace", "process")}
 _POSITIVE = {"max_runs", "max_fix_attempts", "max_idle_turns", "api_attempts", "run_timeout",
              "budget_tokens", "request_timeout"}
 _NON_NEGATIVE = {"budget_usd", "api_retry_wait"}
+_POSITIVE |= {"run_memory_gb"}
 
 
 def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.sandbox import Sandbox
+
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
 _PROVIDER = re.compile(r"^(OPENAI|ANTHROPIC|AZURE|GEMINI|GOOGLE|VERTEX|DEEPSEEK|MISTRAL|COHERE|GROQ|"
                        r"TOGETHER|OPENROUTER|FIREWORKS|XAI|HF|HUGGING_?FACE|AWS|LITELLM|AIDER|WANDB)_", re.I)
@@ -101,7 +103,7 @@ def kill_stale_group(pgid: int | None, cwd: Path) -> bool:
 
 def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: Path,
                 timeout_s: float, env: dict[str, str] | None = None,
-                on_start=None) -> ProcessResult:
+                on_start=None, sandbox: Sandbox | None = None) -> ProcessResult:
     """Run `command` in `cwd`, output to files, killed with its whole group on timeout.
 
     `on_start(pgid)` is called once the process exists, so the caller can record the
@@ -110,8 +112,10 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                env=env if env is not None else scrubbed_env(), start_new_session=True)
+        argv = sandbox.wrap(command, cwd) if sandbox else command
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                env=env if env is not None else scrubbed_env(), start_new_session=True,
+                                preexec_fn=sandbox.limit if sandbox else None)
         pgid = proc.pid  # start_new_session makes the child its own group leader
         if on_start:
             on_start(pgid)

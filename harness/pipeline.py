@@ -14,6 +14,7 @@ from harness.agent import Agent, AgentSettings
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
 from harness.ideas import Idea, load_idea
+from harness.sandbox import Sandbox, make_sandbox
 from harness.state import STAGES, State, load_state, save_state
 from harness.template import TemplateSpec, load_template
 from harness.workspace import Workspace
@@ -45,6 +46,10 @@ class IdeaContext:
     @property
     def run_timeout(self) -> int:
         return self.cfg.run_timeout or self.spec.run_timeout
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return make_sandbox(self.cfg.sandbox, self.cfg.run_memory_gb, self.run_timeout)
 
     def save(self) -> None:
         save_state(self.path, self.state)
@@ -101,6 +106,7 @@ def run_stages(ctx: IdeaContext) -> State:
               ("writeup", writeup.run)]
     last = STAGES.index(ctx.cfg.stop_after)
     t0 = time.monotonic()
+    ctx.say("setup", f"isolation of agent-written code: {ctx.sandbox.describe()}")
     try:
         for name, fn in stages:
             if ctx.state.stage_done(name) or STAGES.index(name) > last:

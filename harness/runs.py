@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from harness.executor import ProcessResult, run_process, scrubbed_env, tail, write_meta
 from harness.results import ResultsError, read_final_info
+from harness.sandbox import Sandbox
 from harness.template import TemplateSpec
 
 STDERR_TAIL = 1500
@@ -32,14 +33,14 @@ class RunOutcome:
 
 
 def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: float, commit: str,
-                   on_start: Callable[[int], None] | None = None) -> RunOutcome:
+                   on_start: Callable[[int], None] | None = None, sandbox: Sandbox | None = None) -> RunOutcome:
     folder = workspace / f"run_{index}"
     if folder.exists():
         shutil.rmtree(folder)  # callers move anything worth keeping aside first
     folder.mkdir()
     command = [str(spec.python), "experiment.py", f"--out_dir=run_{index}"]
     proc = run_process(command, workspace, folder / "stdout.log", folder / "stderr.log",
-                       timeout_s, env=scrubbed_env(), on_start=on_start)
+                       timeout_s, env=scrubbed_env(), on_start=on_start, sandbox=sandbox)
     info, error = None, ""
     if proc.timed_out:
         error = f"it was killed after the {timeout_s:g} s timeout"
@@ -51,7 +52,8 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
         except ResultsError as exc:
             error = str(exc)
     write_meta(folder, proc, run=index, commit=commit, status="ok" if not error else "failed",
-               error=error, command_line=f"python experiment.py --out_dir=run_{index}")
+               error=error, command_line=f"python experiment.py --out_dir=run_{index}",
+               isolation=sandbox.describe() if sandbox else "process (no limits)")
     return RunOutcome(index, folder, proc, info, error)
 
 

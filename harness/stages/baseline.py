@@ -38,7 +38,7 @@ def run(ctx: IdeaContext) -> None:
         ctx.say("baseline", f"run_0 from cache {cached.name}")
     else:
         ctx.say("baseline", f"computing run_0 (cached afterwards; timeout {ctx.run_timeout} s)")
-        outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head())
+        outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head(), sandbox=ctx.sandbox)
         if not outcome.ok:
             ctx.ws.commit(f"[baseline] run_0 failed: {outcome.error}")
             raise IdeaStopped(f"the baseline run_0 failed ({outcome.error}); the template itself is broken, "

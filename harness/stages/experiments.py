@@ -144,7 +144,8 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
                 prog.pending_pgid = pgid
                 ctx.save()
 
-            outcome = run_experiment(ctx.path, ctx.spec, index, ctx.run_timeout, ws.head(), on_start=record_pgid)
+            outcome = run_experiment(ctx.path, ctx.spec, index, ctx.run_timeout, ws.head(), on_start=record_pgid,
+                                     sandbox=ctx.sandbox)
         if not outcome.ok:
             _failed(ctx, outcome)
             return
