@@ -129,7 +129,9 @@ def run(argv: list[str]) -> int:
         ctx = make()
         state = run_stages(ctx)
         runs = len([r for r in state.done_runs() if r.index > 0])
-        rows.append((state.idea, state.status, runs, ctx.path, state.error or state.experiments.stop_reason))
+        paper = ctx.path / "paper.pdf"
+        note = state.error or (f"paper: {paper}" if paper.exists() else state.experiments.stop_reason)
+        rows.append((state.idea, state.status, runs, ctx.path, note))
         if state.status != "done":
             status = EXIT_STOPPED
     _summary(console, rows)
