@@ -2,8 +2,8 @@
 
 Two levels, the better one chosen when it works on this machine:
   namespace  bubblewrap: no network at all, the file system read-only except the
-             workspace, ~/.cache (activation caches live there) and a private /tmp,
-             its own PID namespace; plus everything of the process level.
+             workspace and ~/.cache (activation caches live there; TMPDIR points into
+             the workspace's .harness/), its own PID namespace; plus the process level.
   process    own process group (a timeout kills the children too), rlimits on memory
              and CPU time, an environment without credentials.
 The level in force is printed at the start of an idea and written into each run's
@@ -58,8 +58,13 @@ class Sandbox:
         cache = Path.home() / ".cache"
         cache.mkdir(parents=True, exist_ok=True)
         cwd = cwd.resolve()
-        return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        # A private temp dir inside the workspace rather than a tmpfs over /tmp: the
+        # interpreter or the workspace itself may live under /tmp (a clone there, CI).
+        tmp = cwd / ".harness" / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                 "--bind", str(cache), str(cache), "--bind", str(cwd), str(cwd),
+                "--setenv", "TMPDIR", str(tmp),
                 "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
                 "--chdir", str(cwd), "--", *command]
 

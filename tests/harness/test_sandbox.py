@@ -26,7 +26,7 @@ PROBE = """\
 
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot make namespaces here (setup.sh installs it)")
 def test_namespace_sandbox_blocks_network_and_writes_outside(harness):
-    # not under /tmp: the sandbox gives the run a private /tmp, where a write "succeeds" harmlessly
+    # both a place beside the repository and the real /tmp are read-only for the run
     outside = REPO / f"escaped_{harness.tmp.name}.txt"
     llm = harness.serve([])
     port = llm.url.split(":")[-1].split("/")[0]
