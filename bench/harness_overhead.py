@@ -43,7 +43,7 @@ def main() -> None:
     with ScriptedLLM(replies) as llm:
         cmd = [str(ROOT / ".venvs/harness/bin/python"), str(ROOT / "run_harness.py"), "--idea", str(tmp / "idea.json"),
                "--template", "toy", "--model", "openai/scripted", "--api-base", llm.url,
-               "--workspace-root", str(tmp / "ws"), "--max-runs", str(n)]
+               "--workspace-root", str(tmp / "ws"), "--max-runs", str(n), "--stop-after", "experiments"]
         t0 = time.monotonic()
         subprocess.run(cmd, env={**env, "OPENAI_API_KEY": "sk-bench"}, check=True, capture_output=True)
         wall = time.monotonic() - t0
