@@ -1,0 +1,142 @@
+"""Time and score the SAE template as the harness runs it (run with the experiment interpreter):
+
+    .venvs/sae/bin/python bench/template_run.py
+
+Three runs of `python experiment.py --out_dir=...` in a fresh workspace copy of
+templates/sae_variants with its default configuration, one after the other:
+  1. cold: an empty activation cache (a temporary SAE_HARNESS_CACHE): model conversion,
+     activation collection and every SAE-independent eval artefact are built;
+  2. warm: the same cache, as every later run and idea sees it;
+  3. broken: the warm setting with the trained decoder replaced by random unit rows, which the
+     template's degenerate rules must flag.
+Prints wall times, the share of the warm run spent in LM forward passes, SAE training
+throughput and the headline metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "templates" / "sae_variants"
+BREAK_AFTER = "    training = train(sae, batches, tc, n_steps)\n"
+BREAK_WITH = BREAK_AFTER + "    sae.W_dec.data = F.normalize(torch.randn_like(sae.W_dec), dim=-1)  # bench: broken SAE\n"
+
+
+def make_workspace(root: Path) -> Path:
+    ws = root / "workspace"
+    shutil.copytree(TEMPLATE, ws, ignore=shutil.ignore_patterns("__pycache__", "run_*"))
+    return ws
+
+
+def run(ws: Path, cache: Path, out: str) -> tuple[float, dict]:
+    env = {**os.environ, "SAE_HARNESS_CACHE": str(cache)}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}"], cwd=ws, env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    (ws / out).mkdir(exist_ok=True)
+    (ws / out / "stdout.log").write_text(proc.stdout)
+    (ws / out / "stderr.log").write_text(proc.stderr)
+    if proc.returncode != 0:
+        sys.exit(f"{out} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall, json.loads((ws / out / "final_info.json").read_text())
+
+
+def lookup(info: dict, path: str):
+    for key in path.split("/"):
+        info = info[key]
+    return info
+
+
+def degenerate_flags(info: dict) -> list[str]:
+    """template.yaml's degenerate rules, applied as the harness applies them."""
+    spec = yaml.safe_load((TEMPLATE / "template.yaml").read_text())
+    paths = {m["name"]: m["path"] for m in spec["metrics"]}
+    ops = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}
+    flags = []
+    for rule in spec["degenerate"]:
+        value = float(lookup(info, paths[rule["metric"]]))
+        if math.isnan(value) or ops[rule["op"]](value, float(rule["value"])):
+            flags.append(f"{rule['metric']} {rule['op']} {rule['value']} ({rule['reason']})")
+    return flags
+
+
+def summary(name: str, wall: float, info: dict) -> None:
+    core = info["core evaluation results"]["eval_result_metrics"]
+    run_info = info["run info"]
+    training = info["training results"]["final_info"]
+    rq = core["reconstruction_quality"]
+    print(f"\n== {name} run ==")
+    print(f"wall time                          {wall:7.1f} s   (inside the run: {run_info['seconds_total']:.1f} s)")
+    print(f"  prepare (model, caches)          {run_info['seconds_prepare']:7.1f} s")
+    print(f"  SAE training                     {run_info['seconds_training']:7.1f} s   "
+          f"{training['tokens_per_second']:,.0f} tokens/s, {training['training_tokens']:,} tokens")
+    for k, v in run_info["seconds_eval"].items():
+        print(f"  eval {k:28s}{v:7.1f} s")
+    print(f"  LM forward passes                {run_info['seconds_lm_forward']:7.1f} s   "
+          f"({run_info['lm_forward_calls']} calls) = {100 * run_info['seconds_lm_forward'] / wall:.1f} % of wall time")
+    print(f"explained variance                 {rq['explained_variance']:.4f}")
+    print(f"  without dominant dimension       {rq['explained_variance_excl_dominant_dim']:.4f}")
+    print(f"  sae_bench 0.6.0 formula          {rq['explained_variance_saebench_0_6_0']:.4f}")
+    print(f"ce_loss_score                      {core['model_performance_preservation']['ce_loss_score']:.4f}")
+    print(f"kl_div_score                       {core['model_behavior_preservation']['kl_div_score']:.4f}")
+    print(f"L0                                 {core['sparsity']['l0']:.1f}")
+    print(f"dead latents (fraction)            {core['misc_metrics']['frac_dead']:.4f}")
+    sp = info["sparse probing evaluation results"]["eval_result_metrics"]
+    print(f"sparse probing top-1 / top-5 / all  SAE {sp['sae']['sae_top_1_test_accuracy']:.3f} / "
+          f"{sp['sae']['sae_top_5_test_accuracy']:.3f} / {sp['sae']['sae_test_accuracy']:.3f}   "
+          f"LM {sp['llm']['llm_top_1_test_accuracy']:.3f} / {sp['llm']['llm_top_5_test_accuracy']:.3f} / "
+          f"{sp['llm']['llm_test_accuracy']:.3f}")
+    ab = info["absorption evaluation results"]
+    print(f"mean absorption fraction           {ab['eval_result_metrics']['mean']['mean_absorption_fraction_score']:.4f}   "
+          f"(full absorption {ab['eval_result_metrics']['mean']['mean_full_absorption_score']:.4f}, "
+          f"{ab['eval_result_unstructured']['num_letters_scored']} letters scored)")
+    flags = degenerate_flags(info)
+    print(f"degenerate                         {'; '.join(flags) if flags else 'no'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the temporary workspace and cache")
+    args = parser.parse_args()
+    import torch
+
+    root = Path(tempfile.mkdtemp(prefix="sae-template-bench-"))
+    cache = root / "cache"
+    print(f"workspace and cache under {root}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+          f"load average before {os.getloadavg()[0]:.2f}")
+    try:
+        ws = make_workspace(root)
+        cold_wall, cold = run(ws, cache, "run_cold")
+        summary("cold (empty cache)", cold_wall, cold)
+        warm_wall, warm = run(ws, cache, "run_warm")
+        summary("warm (cache present)", warm_wall, warm)
+
+        source = (ws / "experiment.py").read_text()
+        if BREAK_AFTER not in source:
+            sys.exit("experiment.py no longer has the line the broken-SAE run patches")
+        (ws / "experiment.py").write_text(source.replace(BREAK_AFTER, BREAK_WITH))
+        broken_wall, broken = run(ws, cache, "run_broken")
+        summary("broken (random decoder)", broken_wall, broken)
+        print(f"\nload average after {os.getloadavg()[0]:.2f}")
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Figures from the runs' final_info.json files: python plot.py
+
+Edit `labels` to choose which runs appear and what they are called. Each figure is written as PNG
+(for looking at) and PDF (for the paper).
+"""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# run directory -> label in the legend; runs missing on disk are skipped
+labels = {
+    "run_0": "Baseline (TopK)",
+}
+
+CORE = "core evaluation results"
+PROBING = "sparse probing evaluation results"
+ABSORPTION = "absorption evaluation results"
+
+# (title, key path into final_info.json, better)
+HEADLINE = [
+    ("Explained variance", (CORE, "eval_result_metrics", "reconstruction_quality", "explained_variance"), "higher"),
+    ("EV without dominant dim", (CORE, "eval_result_metrics", "reconstruction_quality", "explained_variance_excl_dominant_dim"), "higher"),
+    ("L0", (CORE, "eval_result_metrics", "sparsity", "l0"), "lower"),
+    ("CE loss score", (CORE, "eval_result_metrics", "model_performance_preservation", "ce_loss_score"), "higher"),
+    ("KL div score", (CORE, "eval_result_metrics", "model_behavior_preservation", "kl_div_score"), "higher"),
+    ("Sparse probing top-1", (PROBING, "eval_result_metrics", "sae", "sae_top_1_test_accuracy"), "higher"),
+    ("Mean absorption fraction", (ABSORPTION, "eval_result_metrics", "mean", "mean_absorption_fraction_score"), "lower"),
+]
+
+
+def load_runs() -> dict[str, dict]:
+    runs = {}
+    for run, label in labels.items():
+        path = Path(run) / "final_info.json"
+        if path.exists():
+            runs[label] = json.loads(path.read_text())
+    return runs
+
+
+def get(info: dict, path: tuple):
+    for key in path:
+        if not isinstance(info, dict) or key not in info:
+            return None
+        info = info[key]
+    return info
+
+
+def save(fig, name: str) -> None:
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        fig.savefig(f"{name}.{ext}", dpi=150)
+    plt.close(fig)
+
+
+def plot_headline(runs: dict[str, dict]) -> None:
+    fig, axes = plt.subplots(1, len(HEADLINE), figsize=(3.2 * len(HEADLINE), 3.6))
+    names = list(runs)
+    for ax, (title, path, better) in zip(axes, HEADLINE):
+        values = [get(runs[n], path) for n in names]
+        ax.bar(range(len(names)), [v if v is not None else 0 for v in values], color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{title} ({better} is better)", fontsize=9)
+        ax.set_ylabel(title)
+    save(fig, "headline_metrics")
+
+
+def plot_sparse_probing(runs: dict[str, dict]) -> None:
+    ks = [1, 2, 5, 10, 20, 50]
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, (name, info) in enumerate(runs.items()):
+        sae = get(info, (PROBING, "eval_result_metrics", "sae")) or {}
+        ys = [sae.get(f"sae_top_{k}_test_accuracy") for k in ks]
+        ax.plot(ks, ys, marker="o", label=name)
+        if i == 0:  # the LM's own residual stream is the same for every run
+            llm = get(info, (PROBING, "eval_result_metrics", "llm")) or {}
+            ax.plot(ks, [llm.get(f"llm_top_{k}_test_accuracy") for k in ks], "k--", marker="x", label="LM residual stream")
+    ax.set_xscale("log")
+    ax.set_xlabel("k (latents or residual dimensions used by the probe)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Sparse probing, mean over datasets")
+    ax.legend(fontsize=8)
+    save(fig, "sparse_probing")
+
+
+def plot_training(runs: dict[str, dict]) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for name, info in runs.items():
+        log = get(info, ("training results", "log")) or []
+        ax.plot([r["step"] for r in log], [r["mse"] for r in log], label=name)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("reconstruction MSE (scaled units)")
+    ax.set_yscale("log")
+    ax.set_title("Training")
+    ax.legend(fontsize=8)
+    save(fig, "training_curves")
+
+
+if __name__ == "__main__":
+    runs = load_runs()
+    if not runs:
+        raise SystemExit(f"none of {list(labels)} has a final_info.json")
+    plot_headline(runs)
+    plot_sparse_probing(runs)
+    plot_training(runs)

@@ -1,0 +1,154 @@
+"""The whole template, as the harness runs it: `python experiment.py --out_dir=run_i` in a
+workspace copy, on a tiny configuration, once cold (empty activation cache) and once warm."""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_CONFIG = """\
+model: smollm2-135m
+hook_layer: 3
+train_tokens: 20000
+core:
+  batch_size_prompts: 2
+  n_eval_reconstruction_batches: 2
+  n_eval_sparsity_variance_batches: 4
+sparse_probing:
+  train_per_class: 20
+  test_per_class: 10
+  max_tokens: 16
+  k_values: [1, 5]
+absorption:
+  vocab_size: 300
+  min_probe_f1: 0.0
+  k_sparse_probe_num_epochs: 5
+"""
+
+SECTIONS = [
+    "training results",
+    "core evaluation results",
+    "sparse probing evaluation results",
+    "absorption evaluation results",
+    "run info",
+]
+
+
+def _finite_numbers(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _finite_numbers(v, f"{path}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _finite_numbers(v, f"{path}[{i}]")
+    elif isinstance(node, float):
+        yield path, node
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, template_dir):
+    ws = tmp_path_factory.mktemp("workspace")
+    for name in ("experiment.py", "plot.py", "notes.txt", "template.yaml", "saekit"):
+        src = template_dir / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, ws / name)
+    (ws / "experiment_config.yaml").write_text(TINY_CONFIG)
+    cache = tmp_path_factory.mktemp("cache")
+    # the dequantised model weights do not depend on the data: reuse them when the machine has
+    # them (saves ~25 s); without them this run builds them too
+    real_models = Path(os.environ.get("SAE_HARNESS_CACHE") or "~/.cache/sae_harness/activations").expanduser() / "models"
+    if real_models.is_dir() and any(real_models.glob("*/key.json")):
+        (cache / "models").symlink_to(real_models)
+    return ws, cache
+
+
+def _run(ws: Path, cache: Path, out: str) -> dict:
+    env = {**os.environ, "SAE_HARNESS_CACHE": str(cache)}
+    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}"], cwd=ws, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((ws / out / "final_info.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(workspace):
+    ws, cache = workspace
+    return _run(ws, cache, "run_0"), _run(ws, cache, "run_1")
+
+
+def test_final_info_has_saebench_sections_and_finite_values(runs):
+    cold, warm = runs
+    for info in runs:
+        assert list(info) == SECTIONS
+        core = info["core evaluation results"]
+        assert core["eval_type_id"] == "core"
+        for category in ("model_behavior_preservation", "model_performance_preservation",
+                         "reconstruction_quality", "shrinkage", "sparsity", "misc_metrics"):
+            assert category in core["eval_result_metrics"]
+        assert info["sparse probing evaluation results"]["eval_type_id"] == "sparse_probing"
+        assert len(info["sparse probing evaluation results"]["eval_result_details"]) == 3
+        assert info["absorption evaluation results"]["eval_type_id"] == "absorption_first_letter"
+        headline = [
+            core["eval_result_metrics"]["reconstruction_quality"]["explained_variance"],
+            core["eval_result_metrics"]["model_performance_preservation"]["ce_loss_score"],
+            core["eval_result_metrics"]["sparsity"]["l0"],
+            info["sparse probing evaluation results"]["eval_result_metrics"]["sae"]["sae_top_1_test_accuracy"],
+            info["absorption evaluation results"]["eval_result_metrics"]["mean"]["mean_absorption_fraction_score"],
+        ]
+        assert all(math.isfinite(v) for v in headline), headline
+        bad = [p for p, v in _finite_numbers(core["eval_result_metrics"]) if not math.isfinite(v)]
+        assert not bad, bad
+        assert info["training results"]["final_info"]["training_tokens"] > 0
+
+
+def test_warm_run_reads_everything_from_the_cache(runs):
+    cold, warm = runs
+    # warm: the only LM passes are the SAE-spliced ones (one per reconstruction batch)
+    assert warm["run info"]["lm_forward_calls"] == 2
+    assert cold["run info"]["lm_forward_calls"] > 2
+    # same data, same seed: the same SAE and the same scores
+    for key in ("explained_variance", "mse"):
+        assert warm["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key] == pytest.approx(
+            cold["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key], rel=1e-5)
+
+
+def test_random_decoder_on_real_activations_is_worse_than_the_mean(workspace, runs, monkeypatch):
+    """The degenerate rule's premise, on SmolLM2's own activations: a random decoder gives EV < 0."""
+    ws, cache = workspace
+    monkeypatch.setenv("SAE_HARNESS_CACHE", str(cache))
+    monkeypatch.chdir(ws)
+    sys.path.insert(0, str(ws))
+    try:
+        import experiment
+        import saekit
+        from saekit.activations import special_mask
+        from saekit.metrics import explained_variance
+
+        calls_before = saekit.LM_FORWARD.calls
+        bench = saekit.prepare()
+        tc = experiment.TrainConfig()
+        sae = experiment.SAE(bench.d_model, tc.expansion * bench.d_model, tc, experiment.input_scale(bench.train_acts), bench)
+        torch.manual_seed(0)
+        sae.W_dec.data = torch.nn.functional.normalize(torch.randn_like(sae.W_dec), dim=-1)
+        data = bench.core_data
+        x = data.acts[~special_mask(data.tokens, bench.lm)]
+        with torch.no_grad():
+            assert explained_variance(x, sae(x)) < 0
+        assert saekit.LM_FORWARD.calls == calls_before  # prepare() on a warm cache runs no LM pass
+    finally:
+        sys.path.remove(str(ws))
+        for mod in [m for m in sys.modules if m == "experiment"]:
+            del sys.modules[mod]
+
+
+def test_plot_script_writes_figures(workspace, runs):
+    ws, _ = workspace
+    subprocess.run([sys.executable, "plot.py"], cwd=ws, check=True, capture_output=True, timeout=120)
+    for name in ("headline_metrics", "sparse_probing", "training_curves"):
+        assert (ws / f"{name}.png").stat().st_size > 0
+        assert (ws / f"{name}.pdf").stat().st_size > 0
