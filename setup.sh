@@ -56,7 +56,7 @@ else
   pipq harness -r envs/harness.txt || die "pip could not install envs/harness.txt (see the pip error above)"
   echo "$stamp" > .venvs/harness/.stamp
 fi
-.venvs/harness/bin/python -c 'import aider, git, yaml, jinja2, rich, tenacity' \
+.venvs/harness/bin/python -c 'import aider, git, yaml, jinja2, rich, tenacity, ray' \
   || die ".venvs/harness is broken; delete .venvs/harness and run setup.sh again"
 
 # --- sae (experiment environment) ---------------------------------------------
@@ -83,6 +83,9 @@ got=$(.venvs/sae/bin/python -c 'import torch; print(torch.__version__.split("+")
 
 # --- TeX (the writeup stage compiles the paper; checked before any model call) --
 bash envs/tex.sh || die "TeX tools missing (see the line above)"
+
+# --- headless Chromium: the report tests render the HTML report and inspect a screenshot
+bash envs/browser.sh || echo "setup: no chromium; the report's browser test will be skipped"
 
 # --- bubblewrap: lets the harness run agent-written code without network and with a
 # read-only view outside the workspace; without it the harness falls back to process limits
