@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.agent import Agent, AgentSettings
+from harness.batch.slots import SlotPool
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
 from harness.ideas import Idea, load_idea
@@ -31,6 +32,8 @@ class IdeaContext:
     console: Console
     log: logging.Logger
     settings: AgentSettings
+    slots: SlotPool | None = None
+    """Device slots shared with the other ideas of a batch (None: a lone idea runs at once)."""
     _agent: Agent | None = field(default=None, repr=False)
 
     @property

@@ -145,7 +145,7 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
                 ctx.save()
 
             outcome = run_experiment(ctx.path, ctx.spec, index, ctx.run_timeout, ws.head(), on_start=record_pgid,
-                                     sandbox=ctx.sandbox)
+                                     sandbox=ctx.sandbox, slots=ctx.slots)
         if not outcome.ok:
             _failed(ctx, outcome)
             return

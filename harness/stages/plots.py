@@ -44,7 +44,8 @@ def run(ctx: IdeaContext) -> None:
             logs = ctx.path / HARNESS_DIR / "plot_logs"
             logs.mkdir(parents=True, exist_ok=True)
             proc = run_process([str(ctx.spec.python), "plot.py"], ctx.path, logs / "stdout.log",
-                               logs / "stderr.log", PLOT_TIMEOUT_S, env=scrubbed_env(), sandbox=ctx.sandbox)
+                               logs / "stderr.log", PLOT_TIMEOUT_S, env=scrubbed_env(), sandbox=ctx.sandbox,
+                               slots=ctx.slots, slot_label="plot.py")
             made = sorted(n for n, t in _figures(ctx.path).items() if before.get(n) != t)
             if proc.ok and any(n.endswith(".png") for n in made):
                 ctx.ws.commit(f"[{STAGE}] figures from plot.py: {', '.join(made)}")
