@@ -1,0 +1,136 @@
+"""The Ray backend: one Ray task per idea, which runs the same worker process as the local
+backend on whichever node Ray chooses; device slots come from a Ray actor.
+
+The task starts the worker as a child process rather than running the pipeline inside
+the Ray worker: Ray reuses its worker processes, and an idea leaves state behind
+(aider and litellm globals, logging handlers, a scripted server); a fresh process per
+idea is also what makes a stop clean (the worker takes down its experiment, then exits).
+
+Across several nodes, the workspace root must be on a file system every node sees, as
+must this repository (the workers import the harness from it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import ray
+
+from harness.batch.executors import IdeaExecutor, JobResult, WorkerCommand, default_command, worker_env
+from harness.batch.ray_slots import NAMESPACE, SlotPoolActor, init_ray
+from harness.batch.slots import HOLDS_LOG, Hold, append_hold
+from harness.config import REPO_ROOT
+from harness.executor import _PROVIDER as PROVIDER_VAR
+from harness.executor import kill_group
+
+STOP_GRACE_S = 20.0
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def run_worker(argv: list[str], log_path: str, env: dict[str, str]) -> dict:
+    """The Ray task of one idea: its worker process, from start to exit."""
+    env = {**os.environ, **env, "HARNESS_BATCH_PARENT": str(os.getpid())}
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env)
+    try:
+        code = proc.wait()
+    except BaseException:  # ray.cancel() interrupts the task here: stop the worker in order
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            kill_group(proc.pid, grace_s=0.5)
+            code = proc.wait()
+        raise
+    finally:
+        kill_group(proc.pid, grace_s=1.0)
+    return {"exit_code": code,
+            "node": f"{socket.gethostname()} (ray node {ray.get_runtime_context().get_node_id()[:8]})"}
+
+
+class RayExecutor(IdeaExecutor):
+    name = "ray"
+
+    def __init__(self, batch_dir: Path, devices: list[str], address: str | None, batch_id: str,
+                 command: WorkerCommand | None = None):
+        self.batch_dir, self.devices, self.address = batch_dir, devices, address
+        self.command = command or default_command(batch_dir)
+        self.actor_name = f"slots-{batch_id}-{os.getpid()}"
+        self.refs: dict[ray.ObjectRef, tuple[str, str]] = {}
+        self.actor = None
+        self._started_ray = False
+        (batch_dir / "logs").mkdir(exist_ok=True)
+
+    def start(self) -> None:
+        self._started_ray = not ray.is_initialized() and self.address is None
+        # the Ray workers import this package: same path on every node (see the module docstring)
+        init_ray(self.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
+                 **({"include_dashboard": False} if self.address is None else {}))
+        self.actor = SlotPoolActor.options(name=self.actor_name, namespace=NAMESPACE).remote()
+        self.gcs = ray.get_runtime_context().gcs_address
+
+    def submit(self, name: str, attempt: int) -> None:
+        lease = f"{name}#{attempt}"
+        argv = self.command(name, ["--ray-address", self.gcs, "--slot-actor", self.actor_name,
+                                   "--slot-lease", lease])
+        # on a cluster the workers do not inherit this shell: hand them the model's API keys
+        env = {k: v for k, v in worker_env().items()
+               if k in ("PYTHONPATH", "PYTHONUNBUFFERED") or PROVIDER_VAR.match(k)}
+        ref = run_worker.options(scheduling_strategy="SPREAD").remote(
+            argv, str(self.batch_dir / "logs" / f"{name}.log"), env)
+        self.refs[ref] = (name, lease)
+
+    def wait(self, timeout: float) -> list[JobResult]:
+        if not self.refs:
+            return []
+        first, rest = ray.wait(list(self.refs), num_returns=1, timeout=timeout)
+        if first and rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            first += more
+        return [self._result(ref) for ref in first]
+
+    def _result(self, ref) -> JobResult:
+        name, lease = self.refs.pop(ref)
+        try:
+            out = ray.get(ref)
+            result = JobResult(name, out["exit_code"], node=out["node"])
+        except ray.exceptions.TaskCancelledError:
+            result = JobResult(name, 130, error="stopped")
+        except ray.exceptions.RayError as exc:  # the node or the Ray worker was lost
+            result = JobResult(name, None, error=f"Ray lost the worker: {type(exc).__name__}: "
+                                                 f"{' '.join(str(exc).split())[:200]}")
+        ray.get(self.actor.release_lease.remote(lease))
+        return result
+
+    def stop(self, grace_s: float) -> list[JobResult]:
+        for ref in self.refs:
+            ray.cancel(ref)
+        out: list[JobResult] = []
+        deadline = time.monotonic() + grace_s
+        while self.refs and time.monotonic() < deadline:
+            ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            out += [self._result(ref) for ref in ready]
+        for ref in list(self.refs):
+            ray.cancel(ref, force=True)
+            out.append(self._result(ref))
+        return out
+
+    def busy_slots(self) -> list[dict]:
+        try:
+            return ray.get(self.actor.busy_slots.remote(), timeout=2)
+        except ray.exceptions.GetTimeoutError:
+            return []
+
+    def close(self) -> None:
+        if self.actor is not None:
+            # the actor dies with this driver: keep its record of slot holds with the batch
+            for h in ray.get(self.actor.holds.remote()):
+                append_hold(self.batch_dir / HOLDS_LOG, Hold(**h))
+        if self._started_ray:
+            ray.shutdown()
