@@ -124,6 +124,14 @@ def harness(tmp_path):
         h.llm.stop()
 
 
+@pytest.fixture(scope="session")
+def local_batch(tmp_path_factory):
+    """The three-idea batch of batchkit.py, run once on the local executor (about 40 s)."""
+    from batchkit import run_batch
+
+    return run_batch(tmp_path_factory.mktemp("batch"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _environments_built():
     for env in ("harness", "sae"):

@@ -1,0 +1,84 @@
+"""Ctrl-C stops a batch cleanly (no experiment left running, every idea recorded as
+interrupted) and `--resume BATCH` finishes it. One scripted server serves both ideas here:
+its replies fit either idea, so the order in which the ideas ask does not matter."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import git
+
+from conftest import IDEA, edit
+
+SLOW = edit("experiment.py", "    cfg = Config()", "    cfg = Config()\n    time.sleep(2)")
+
+
+def _wait_for(cond, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _run_in_flight(batch: Path) -> bool:
+    for lock in (batch / "slots").glob("slot_*.lock"):
+        text = lock.read_text()
+        if text and json.loads(text)["label"] == "run_1":
+            return True
+    return False
+
+
+def _processes_under(root: Path) -> list[str]:
+    out = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(root)):
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")[:120]
+            out.append(f"{proc.name}: {cmd!r}")
+    return out
+
+
+def test_ctrl_c_stops_the_batch_and_resume_finishes_it(harness):
+    ideas = harness.tmp / "ideas"
+    ideas.mkdir()
+    for name in ("slow_a", "slow_b"):
+        (ideas / f"{name}.json").write_text(json.dumps(dict(IDEA, Name=name, Title=f"Idea {name}")))
+    llm = harness.serve([SLOW] * 4)
+    proc = harness.start("batch", str(ideas), "--agents", "2", "--slots", "1", "--max-runs", "2")
+    assert _wait_for(lambda: (harness.root / "batches").is_dir() and any((harness.root / "batches").iterdir()))
+    batch = next((harness.root / "batches").iterdir())
+    assert _wait_for(lambda: _run_in_flight(batch)), proc.communicate(timeout=5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in out + err
+    record = json.loads((batch / "batch.json").read_text())
+    assert record["status"] == "interrupted"
+    assert {e["status"] for e in record["ideas"].values()} == {"interrupted"}, record
+    assert f"resume: python run_harness.py --resume {batch}" in out
+    assert _wait_for(lambda: not _processes_under(harness.root), 10), _processes_under(harness.root)
+    stopped = [n for n in record["ideas"] if "stopped by signal" in (batch / "logs" / f"{n}.log").read_text()]
+    assert stopped == ["slow_a", "slow_b"]
+
+    r = harness.run("--resume", str(batch))
+    assert r.returncode == 0, r.stdout + r.stderr
+    record = json.loads((batch / "batch.json").read_text())
+    assert {e["status"] for e in record["ideas"].values()} == {"done"}
+    assert all(e["attempts"] == 2 for e in record["ideas"].values())
+    interrupted_runs = []
+    for e in record["ideas"].values():
+        ws = Path(e["workspace"])
+        assert json.loads((ws / "state.json").read_text())["status"] == "done"
+        assert sorted(t.name for t in git.Repo(ws).tags) == ["run_0", "run_1", "run_2"]
+        interrupted_runs += [p.name for p in ws.glob("run_*_interrupted_*")]
+    assert interrupted_runs == ["run_1_interrupted_1"]  # the run that was in flight, kept for review
+    assert llm.remaining == 0
