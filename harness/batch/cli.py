@@ -40,7 +40,10 @@ def add_batch_options(p: argparse.ArgumentParser, docs: dict[str, str], d: Harne
 
 
 def wants_batch(args: argparse.Namespace) -> bool:
-    return bool(args.batch_mode or len(args.idea or []) > 1 or (args.resume and is_batch_dir(args.resume)))
+    """Several ideas, the batch sub-command, a batch folder to resume, or a batch option on
+    the command line (`--idea x.json --executor ray` means: run it on Ray)."""
+    return bool(args.batch_mode or len(args.idea or []) > 1 or (args.resume and is_batch_dir(args.resume))
+                or (args.idea and any(getattr(args, k) is not None for k in BATCH_KEYS)))
 
 
 def batch_command(argv: list[str]) -> int:

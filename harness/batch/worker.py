@@ -106,6 +106,9 @@ def run(batch_dir: Path, name: str, args: argparse.Namespace) -> int:
     entry = record.ideas[name]
     ws = entry.workspace or read_worker_note(batch_dir, name).get("workspace", "")
     if ws and (Path(ws) / "state.json").is_file():
+        # A worker stopped mid-commit leaves git's index.lock behind; holding the idea's
+        # lock, this process is the only one that can be writing to the repository.
+        Path(ws, ".git", "index.lock").unlink(missing_ok=True)
         ctx = resume_idea(cfg, Path(ws), settings, console)
     else:
         ctx = new_idea(cfg, batch_dir / "ideas" / f"{name}.json", settings, console)
