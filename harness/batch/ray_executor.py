@@ -28,7 +28,8 @@ from harness.config import REPO_ROOT
 from harness.executor import _PROVIDER as PROVIDER_VAR
 from harness.executor import kill_group
 
-STOP_GRACE_S = 20.0
+STOP_GRACE_S = 25.0
+"""How long the task waits for its worker to stop (the worker itself waits at most 15 s)."""
 
 
 @ray.remote(num_cpus=0, max_retries=0)
@@ -64,14 +65,16 @@ class RayExecutor(IdeaExecutor):
         self.actor_name = f"slots-{batch_id}-{os.getpid()}"
         self.refs: dict[ray.ObjectRef, tuple[str, str]] = {}
         self.actor = None
-        self._started_ray = False
+        self._connected = False
         (batch_dir / "logs").mkdir(exist_ok=True)
 
     def start(self) -> None:
-        self._started_ray = not ray.is_initialized() and self.address is None
+        self._connected = not ray.is_initialized()
+        # A local instance needs almost no object store (tasks pass a few strings); the
+        # default takes a third of the memory and falls back to /tmp in small containers.
+        local = {"include_dashboard": False, "object_store_memory": 128 * 1024 ** 2} if self.address is None else {}
         # the Ray workers import this package: same path on every node (see the module docstring)
-        init_ray(self.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}},
-                 **({"include_dashboard": False} if self.address is None else {}))
+        init_ray(self.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}}, **local)
         self.actor = SlotPoolActor.options(name=self.actor_name, namespace=NAMESPACE).remote()
         self.gcs = ray.get_runtime_context().gcs_address
 
@@ -132,5 +135,5 @@ class RayExecutor(IdeaExecutor):
             # the actor dies with this driver: keep its record of slot holds with the batch
             for h in ray.get(self.actor.holds.remote()):
                 append_hold(self.batch_dir / HOLDS_LOG, Hold(**h))
-        if self._started_ray:
-            ray.shutdown()
+        if self._connected:
+            ray.shutdown()  # a local instance ends; from a cluster, this driver just disconnects

@@ -17,6 +17,8 @@ import fcntl
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -34,27 +36,62 @@ PARENT_ENV = "HARNESS_BATCH_PARENT"
 _PR_SET_PDEATHSIG = 1
 
 
-def _stop(signum, frame) -> None:
-    # The pipeline survives SIGKILL at any instant (state.json is written before and after
-    # every step; resume stashes a half-done turn and reruns an unfinished run), so the
-    # cleanest stop is the quickest: take down the run or plot in progress, then exit.
+STOP_WAIT_S = 15.0
+"""Longest a stop waits for the idea to record a model reply it has already received."""
+_stopping = threading.Event()
+_workspace: Path | None = None
+
+
+def _reply_unrecorded() -> bool:
+    """True between the moment a model reply is saved to the stage's conversation file and
+    the moment state.json records the turn. Dying there would make resume ask that turn
+    again with the reply already in the conversation, so a stop waits it out."""
+    if _workspace is None:
+        return False
+    try:
+        state = (_workspace / "state.json").stat().st_mtime_ns
+        chats = [p.stat().st_mtime_ns for p in (_workspace / ".harness").glob("chat_*.json")]
+    except OSError:
+        return False
+    return bool(chats) and max(chats) > state
+
+
+def _exit_now(signum: int) -> None:
     for pgid in live_groups():
         kill_group(pgid, grace_s=2.0)
-    print(f"worker: stopped by signal {signum}", flush=True)
-    sys.stderr.flush()
+    # fd 1 itself: while aider streams a reply, sys.stdout points at the workspace's harness.log
+    os.write(1, f"worker: stopped by signal {signum}\n".encode())
     os._exit(EXIT_INTERRUPTED)
 
 
+def _stop_when_consistent(signum: int) -> None:
+    deadline = time.monotonic() + STOP_WAIT_S
+    while _reply_unrecorded() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _exit_now(signum)
+
+
+def _stop(signum, frame) -> None:
+    # The pipeline survives SIGKILL at almost any instant (state.json is written before and
+    # after every step; resume stashes a half-done turn and reruns an unfinished run), so
+    # the cleanest stop is the quickest: take down the run or plot in progress, then exit,
+    # except in the short window after a model reply that the state does not record yet.
+    # The main thread goes on meanwhile, so that it can close that window.
+    if not _stopping.is_set():
+        _stopping.set()
+        threading.Thread(target=_stop_when_consistent, args=(signum,), daemon=True).start()
+
+
 def _die_with_parent() -> None:
-    """A scheduler killed outright (SIGKILL, lost terminal) takes its workers with it;
-    otherwise `--resume` could start a second worker on a workspace still in use."""
+    """A scheduler killed outright (SIGKILL, lost terminal) takes its workers with it, so
+    that no worker goes on unseen (the per-idea lock in run() keeps a second one out)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
-        return  # not Linux: the workspace lock below still prevents two workers
+        return  # not Linux: the per-idea lock still keeps a second worker out
     parent = os.environ.get(PARENT_ENV)
     if parent and os.getppid() != int(parent):
-        _stop(signal.SIGTERM, None)  # the parent died before prctl took effect
+        _exit_now(signal.SIGTERM)  # the parent died before prctl took effect
 
 
 def idea_config(cfg: HarnessConfig, name: str) -> HarnessConfig:
@@ -105,6 +142,7 @@ def run(batch_dir: Path, name: str, args: argparse.Namespace) -> int:
     settings = _settings(cfg, console)
     entry = record.ideas[name]
     ws = entry.workspace or read_worker_note(batch_dir, name).get("workspace", "")
+    global _workspace
     if ws and (Path(ws) / "state.json").is_file():
         # A worker stopped mid-commit leaves git's index.lock behind; holding the idea's
         # lock, this process is the only one that can be writing to the repository.
@@ -113,6 +151,7 @@ def run(batch_dir: Path, name: str, args: argparse.Namespace) -> int:
     else:
         ctx = new_idea(cfg, batch_dir / "ideas" / f"{name}.json", settings, console)
         write_worker_note(batch_dir, name, ctx.path)
+    _workspace = ctx.path
     ctx.slots = slot_pool(batch_dir, record.devices, name, args)
     state = run_stages(ctx)
     print(f"worker: idea {name} {state.status}{': ' + state.error if state.error else ''}", flush=True)

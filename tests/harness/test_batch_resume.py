@@ -82,3 +82,43 @@ def test_ctrl_c_stops_the_batch_and_resume_finishes_it(harness):
         interrupted_runs += [p.name for p in ws.glob("run_*_interrupted_*")]
     assert interrupted_runs == ["run_1_interrupted_1"]  # the run that was in flight, kept for review
     assert llm.remaining == 0
+
+
+def test_a_stop_right_after_a_model_reply_waits_until_the_reply_is_recorded(harness):
+    ideas = harness.tmp / "ideas"
+    ideas.mkdir()
+    (ideas / "one.json").write_text(json.dumps(dict(IDEA, Name="one")))
+    llm = harness.serve([SLOW, {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
+    proc = harness.start("batch", str(ideas), "--slots", "1")
+    batch = None
+
+    def in_window() -> bool:
+        # the reply is in the conversation file, state.json does not record the turn yet
+        nonlocal batch
+        if batch is None:
+            found = list((harness.root / "batches").glob("*/workers/one.json")) if harness.root.exists() else []
+            if not found:
+                return False
+            batch = found[0].parent.parent
+        ws = Path(json.loads((batch / "workers" / "one.json").read_text())["workspace"])
+        chat = ws / ".harness" / "chat_experiments.json"
+        return chat.exists() and chat.stat().st_mtime_ns > (ws / "state.json").stat().st_mtime_ns
+
+    deadline = time.monotonic() + 120
+    while not in_window():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate(timeout=5)
+        time.sleep(0.001)
+    note = json.loads((batch / "workers" / "one.json").read_text())
+    os.kill(note["pid"], signal.SIGTERM)  # the worker alone, as a node's shutdown would
+    out, err = proc.communicate(timeout=60)
+    ws = Path(note["workspace"])
+    state = json.loads((ws / "state.json").read_text())
+    assert state["experiments"]["turn"] == 1 and not state["experiments"]["turn_in_flight"], state["experiments"]
+    assert "stopped by signal 15" in (batch / "logs" / "one.log").read_text()
+    assert json.loads((batch / "batch.json").read_text())["ideas"]["one"]["status"] == "interrupted", out
+
+    r = harness.run("--resume", str(batch))
+    assert r.returncode == 0, r.stdout + r.stderr
+    subjects = [c.summary for c in git.Repo(ws).iter_commits()]
+    assert sum("turn 1 for run_1" in s for s in subjects) == 1, subjects  # the turn was not asked twice
+    assert llm.remaining == 0 and not [q for q in llm.requests if q["kind"] == "repeat"]
