@@ -90,6 +90,7 @@ class LocalExecutor(IdeaExecutor):
         self.command = command or default_command(batch_dir)
         self.procs: dict[str, subprocess.Popen] = {}
         self._slots = FileSlotPool(batch_dir / "slots", devices, holder="scheduler")
+        self._slots.set_stopping(False)  # left by a stopped run of this batch
         (batch_dir / "logs").mkdir(exist_ok=True)
 
     def submit(self, name: str, attempt: int) -> None:
@@ -130,6 +131,8 @@ class LocalExecutor(IdeaExecutor):
         return out
 
     def stop(self, grace_s: float) -> list[JobResult]:
+        # before any worker dies and frees its slot, so that no other one starts a run in it
+        self._slots.set_stopping(True)
         for proc in self.procs.values():
             try:
                 os.kill(proc.pid, signal.SIGTERM)

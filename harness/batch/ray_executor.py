@@ -112,6 +112,7 @@ class RayExecutor(IdeaExecutor):
         return result
 
     def stop(self, grace_s: float) -> list[JobResult]:
+        ray.get(self.actor.close.remote())  # first, so that no worker starts a run meanwhile
         for ref in self.refs:
             ray.cancel(ref)
         out: list[JobResult] = []

@@ -65,14 +65,19 @@ class SlotPoolActor:
         self.busy: dict[tuple[str, int], dict] = {}
         self.gone: set[str] = set()
         self.log: list[dict] = []
+        self.closing = False
+
+    async def close(self) -> None:
+        """The batch is stopping: from now on nobody gets a slot (their workers are being stopped)."""
+        self.closing = True
 
     async def acquire(self, lease: str, holder: str, node: str, devices: list[str], label: str,
                       requested: float) -> tuple[int, str]:
         pool = self.nodes.setdefault(node, _NodeSlots(devices))
         index = await pool.take()
-        if lease in self.gone:  # its worker died while waiting: nobody will use or return it
+        if lease in self.gone or self.closing:  # its worker died, or is about to be stopped
             pool.give(index)
-            return -1, ""
+            await asyncio.Event().wait()  # never returns: the worker is stopped meanwhile
         self.busy[(node, index)] = {"lease": lease, "holder": holder, "label": label,
                                     "requested": requested, "since": time.time()}
         return index, pool.devices[index]

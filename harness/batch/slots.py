@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import ContextManager, Iterator, Protocol
 
 HOLDS_LOG = "slots.jsonl"
+STOP_MARKER = "STOP"
+"""Written into the slots folder when the batch is being stopped: no new process starts."""
 POLL_S = 0.005
 """How often the one waiting process looks for a free slot (the others queue behind it)."""
 
@@ -147,12 +149,27 @@ class FileSlotPool:
                     fd = os.open(self.folder / f"slot_{i}.lock", os.O_RDWR | os.O_CREAT, 0o644)
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        return fd, i
                     except BlockingIOError:
                         os.close(fd)
+                        continue
+                    # Checked after taking the slot: a batch being stopped frees slots as its
+                    # workers die, and a worker told to stop a moment later must not use one.
+                    if not self.stopping():
+                        return fd, i
+                    os.close(fd)
                 time.sleep(self.poll_s)
         finally:
             os.close(queue)  # closing the descriptor drops the queue lock
+
+    def stopping(self) -> bool:
+        return (self.folder / STOP_MARKER).exists()
+
+    def set_stopping(self, on: bool) -> None:
+        marker = self.folder / STOP_MARKER
+        if on:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
 
     def busy(self) -> list[dict]:
         """Who holds which slot now (from the lock files; a dead holder's entry is skipped)."""

@@ -29,7 +29,7 @@ from harness.batch.record import load_batch, read_worker_note, write_worker_note
 from harness.batch.slots import HOLDS_LOG, FileSlotPool, SlotPool
 from harness.config import HarnessConfig, apply_values
 from harness.errors import UserError
-from harness.executor import kill_group, live_groups
+from harness.executor import live_groups
 
 EXIT_DONE, EXIT_STOPPED, EXIT_USER_ERROR, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PARENT_ENV = "HARNESS_BATCH_PARENT"
@@ -38,7 +38,7 @@ _PR_SET_PDEATHSIG = 1
 
 STOP_WAIT_S = 15.0
 """Longest a stop waits for the idea to record a model reply it has already received."""
-_stopping = threading.Event()
+_stop_signal: int | None = None
 _workspace: Path | None = None
 
 
@@ -57,29 +57,45 @@ def _reply_unrecorded() -> bool:
 
 
 def _exit_now(signum: int) -> None:
+    # SIGKILL without a grace period: a run given time to die would be seen ending by the
+    # main thread, recorded as a failed run, and answered with another model call.
     for pgid in live_groups():
-        kill_group(pgid, grace_s=2.0)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     # fd 1 itself: while aider streams a reply, sys.stdout points at the workspace's harness.log
     os.write(1, f"worker: stopped by signal {signum}\n".encode())
     os._exit(EXIT_INTERRUPTED)
 
 
-def _stop_when_consistent(signum: int) -> None:
-    deadline = time.monotonic() + STOP_WAIT_S
-    while _reply_unrecorded() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    _exit_now(signum)
-
-
 def _stop(signum, frame) -> None:
     # The pipeline survives SIGKILL at almost any instant (state.json is written before and
     # after every step; resume stashes a half-done turn and reruns an unfinished run), so
-    # the cleanest stop is the quickest: take down the run or plot in progress, then exit,
-    # except in the short window after a model reply that the state does not record yet.
-    # The main thread goes on meanwhile, so that it can close that window.
-    if not _stopping.is_set():
-        _stopping.set()
-        threading.Thread(target=_stop_when_consistent, args=(signum,), daemon=True).start()
+    # the cleanest stop is the quickest: kill the run or plot in progress and exit, except
+    # in the short window after a model reply that the state does not record yet. This
+    # handler runs in the main thread, which is paused meanwhile: deciding and exiting here
+    # cannot race the idea's own progress.
+    global _stop_signal
+    if _stop_signal is None and signum == signal.SIGUSR1:
+        return  # rechecks only mean something once a stop was asked for
+    if _stop_signal is None:
+        _stop_signal = signum
+        if _reply_unrecorded():
+            threading.Thread(target=_recheck, daemon=True).start()
+            return
+    elif _reply_unrecorded():
+        return  # a recheck (SIGUSR1): still inside the window
+    _exit_now(_stop_signal)
+
+
+def _recheck() -> None:
+    """Wake the main thread's handler until the window has closed; past the deadline, stop anyway."""
+    deadline = time.monotonic() + STOP_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGUSR1)
+    _exit_now(_stop_signal or signal.SIGTERM)
 
 
 def _die_with_parent() -> None:
@@ -168,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGUSR1, _stop)
     _die_with_parent()
     try:
         return run(args.batch_dir.resolve(), args.idea, args)

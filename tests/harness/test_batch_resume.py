@@ -14,7 +14,7 @@ import git
 
 from conftest import IDEA, edit
 
-SLOW = edit("experiment.py", "    cfg = Config()", "    cfg = Config()\n    time.sleep(2)")
+SLOW = edit("experiment.py", "    cfg = Config()", "    cfg = Config()\n    time.sleep(1)")
 
 
 def _wait_for(cond, timeout=120.0):

@@ -91,3 +91,20 @@ def test_slot_devices(monkeypatch):
     assert slot_devices(None, "7") == ["cuda:7"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert slot_devices(2, None) == ["cpu", "cpu"]
+
+
+def test_no_slot_is_handed_out_once_the_batch_is_stopping(tmp_path):
+    hog = _holder(tmp_path, "hog", 600, 1)
+    other = _holder(tmp_path, "other", 600, 1)
+    assert {hog.stdout.readline().strip(), other.stdout.readline().strip()} == {"0", "1"}
+    waiter = _holder(tmp_path, "waiter", 0.0, 1)
+    time.sleep(0.5)
+    FileSlotPool(tmp_path / "slots", ["cuda:0", "cuda:1"], "scheduler").set_stopping(True)
+    hog.kill()  # a stopped worker frees its slot; the waiter, told to stop a moment later, must not take it
+    hog.wait()
+    time.sleep(1.0)
+    assert waiter.poll() is None
+    FileSlotPool(tmp_path / "slots", ["cuda:0", "cuda:1"], "scheduler").set_stopping(False)  # a resumed batch
+    assert waiter.wait(timeout=10) == 0
+    other.kill()
+    other.wait()
