@@ -33,26 +33,45 @@ STOP_GRACE_S = 25.0
 
 
 @ray.remote(num_cpus=0, max_retries=0)
-def run_worker(argv: list[str], log_path: str, env: dict[str, str]) -> dict:
-    """The Ray task of one idea: its worker process, from start to exit."""
+def run_worker(argv: list[str], log_path: str, env: dict[str, str], actor_name: str) -> dict:
+    """The Ray task of one idea: its worker process, from start to exit.
+
+    A stop comes through the slot actor (closed by the scheduler), not through
+    ray.cancel(): a cancelled task is reported finished at once, and the scheduler would
+    then shut Ray down, and with it the worker, before the worker had stopped in order."""
     env = {**os.environ, **env, "HARNESS_BATCH_PARENT": str(os.getpid())}
+    actor = ray.get_actor(actor_name, namespace=NAMESPACE)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
     try:
-        code = proc.wait()
-    except BaseException:  # ray.cancel() interrupts the task here: stop the worker in order
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            kill_group(proc.pid, grace_s=0.5)
-            code = proc.wait()
+        checked = time.monotonic()
+        while (code := proc.poll()) is None:
+            time.sleep(0.1)
+            if time.monotonic() - checked > 1.0:
+                checked = time.monotonic()
+                if ray.get(actor.is_closing.remote()):
+                    code = _stop_worker(proc)
+                    break
+    except BaseException:  # a forced cancel, or Ray going away: still stop the worker in order
+        _stop_worker(proc)
         raise
     finally:
         kill_group(proc.pid, grace_s=1.0)
     return {"exit_code": code,
             "node": f"{socket.gethostname()} (ray node {ray.get_runtime_context().get_node_id()[:8]})"}
+
+
+def _stop_worker(proc: subprocess.Popen) -> int:
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        return proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        kill_group(proc.pid, grace_s=0.5)
+        return proc.wait()
 
 
 class RayExecutor(IdeaExecutor):
@@ -86,7 +105,7 @@ class RayExecutor(IdeaExecutor):
         env = {k: v for k, v in worker_env().items()
                if k in ("PYTHONPATH", "PYTHONUNBUFFERED") or PROVIDER_VAR.match(k)}
         ref = run_worker.options(scheduling_strategy="SPREAD").remote(
-            argv, str(self.batch_dir / "logs" / f"{name}.log"), env)
+            argv, str(self.batch_dir / "logs" / f"{name}.log"), env, self.actor_name)
         self.refs[ref] = (name, lease)
 
     def wait(self, timeout: float) -> list[JobResult]:
@@ -112,9 +131,8 @@ class RayExecutor(IdeaExecutor):
         return result
 
     def stop(self, grace_s: float) -> list[JobResult]:
-        ray.get(self.actor.close.remote())  # first, so that no worker starts a run meanwhile
-        for ref in self.refs:
-            ray.cancel(ref)
+        # no slot for anyone from now on, and every task stops its worker within a second
+        ray.get(self.actor.close.remote())
         out: list[JobResult] = []
         deadline = time.monotonic() + grace_s
         while self.refs and time.monotonic() < deadline:

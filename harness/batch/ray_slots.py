@@ -68,8 +68,11 @@ class SlotPoolActor:
         self.closing = False
 
     async def close(self) -> None:
-        """The batch is stopping: from now on nobody gets a slot (their workers are being stopped)."""
+        """The batch is stopping: from now on nobody gets a slot, and the tasks stop their workers."""
         self.closing = True
+
+    async def is_closing(self) -> bool:
+        return self.closing
 
     async def acquire(self, lease: str, holder: str, node: str, devices: list[str], label: str,
                       requested: float) -> tuple[int, str]:
@@ -119,7 +122,7 @@ class RaySlotPool:
         self._actor = None
         self._node = ""
 
-    def _connect(self):
+    def connect(self):
         if self._actor is None:
             init_ray(self.address)
             self._actor = ray.get_actor(self.actor_name, namespace=NAMESPACE)
@@ -128,7 +131,7 @@ class RaySlotPool:
 
     @contextlib.contextmanager
     def hold(self, label: str) -> Iterator[Slot]:
-        actor = self._connect()
+        actor = self.connect()
         index, device = ray.get(actor.acquire.remote(self.lease, self.holder, self._node, self.devices, label,
                                                      time.time()))
         try:

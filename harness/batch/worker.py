@@ -98,6 +98,11 @@ def _recheck() -> None:
     _exit_now(_stop_signal or signal.SIGTERM)
 
 
+def _install_handlers() -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(sig, _stop)
+
+
 def _die_with_parent() -> None:
     """A scheduler killed outright (SIGKILL, lost terminal) takes its workers with it, so
     that no worker goes on unseen (the per-idea lock in run() keeps a second one out)."""
@@ -128,7 +133,10 @@ def slot_pool(batch_dir: Path, devices: list[str], name: str, args: argparse.Nam
     if args.slot_actor:
         from harness.batch.ray_slots import RaySlotPool
 
-        return RaySlotPool(args.ray_address or "auto", args.slot_actor, name, devices, lease=args.slot_lease)
+        pool = RaySlotPool(args.ray_address or "auto", args.slot_actor, name, devices, lease=args.slot_lease)
+        pool.connect()
+        _install_handlers()  # ray.init put its own SIGTERM handler in place of ours
+        return pool
     return FileSlotPool(batch_dir / "slots", devices, name, log=batch_dir / HOLDS_LOG)
 
 
@@ -182,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slot-actor", default=None, help="name of the Ray slot-pool actor (Ray backend)")
     ap.add_argument("--slot-lease", default=None, help="what the scheduler calls this worker's slot holds")
     args = ap.parse_args(argv)
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGUSR1, _stop)
+    _install_handlers()
     _die_with_parent()
     try:
         return run(args.batch_dir.resolve(), args.idea, args)

@@ -26,12 +26,10 @@ def _wait_for(cond, timeout=120.0):
     return False
 
 
-def _run_in_flight(batch: Path) -> bool:
-    for lock in (batch / "slots").glob("slot_*.lock"):
-        text = lock.read_text()
-        if text and json.loads(text)["label"] == "run_1":
-            return True
-    return False
+def _run_in_flight(root: Path) -> bool:
+    """Some idea's run_1 has started (its logs exist) and not finished (no meta.json yet)."""
+    return any((w / "run_1" / "stdout.log").exists() and not (w / "run_1" / "meta.json").exists()
+               for w in root.glob("*_slow_*"))
 
 
 def _processes_under(root: Path) -> list[str]:
@@ -47,16 +45,17 @@ def _processes_under(root: Path) -> list[str]:
     return out
 
 
-def test_ctrl_c_stops_the_batch_and_resume_finishes_it(harness):
+def _start_and_stop(harness, *extra: str) -> tuple[Path, dict]:
+    """Two slow ideas on one slot; Ctrl-C once a run is in flight. Returns the batch folder
+    and its record after the checks every executor must pass."""
     ideas = harness.tmp / "ideas"
     ideas.mkdir()
     for name in ("slow_a", "slow_b"):
         (ideas / f"{name}.json").write_text(json.dumps(dict(IDEA, Name=name, Title=f"Idea {name}")))
-    llm = harness.serve([SLOW] * 4)
-    proc = harness.start("batch", str(ideas), "--agents", "2", "--slots", "1", "--max-runs", "2")
-    assert _wait_for(lambda: (harness.root / "batches").is_dir() and any((harness.root / "batches").iterdir()))
+    harness.serve([SLOW] * 4)
+    proc = harness.start("batch", str(ideas), "--agents", "2", "--slots", "1", "--max-runs", "2", *extra)
+    assert _wait_for(lambda: _run_in_flight(harness.root)), proc.communicate(timeout=5)
     batch = next((harness.root / "batches").iterdir())
-    assert _wait_for(lambda: _run_in_flight(batch)), proc.communicate(timeout=5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
@@ -67,7 +66,21 @@ def test_ctrl_c_stops_the_batch_and_resume_finishes_it(harness):
     assert f"resume: python run_harness.py --resume {batch}" in out
     assert _wait_for(lambda: not _processes_under(harness.root), 10), _processes_under(harness.root)
     stopped = [n for n in record["ideas"] if "stopped by signal" in (batch / "logs" / f"{n}.log").read_text()]
-    assert stopped == ["slow_a", "slow_b"]
+    assert stopped == ["slow_a", "slow_b"]  # each worker stopped itself, none was killed outright
+    for e in record["ideas"].values():
+        ws = Path(e["workspace"])
+        assert not list(ws.glob("run_*_failed_*")), "a run killed by the stop was counted as a failure"
+        assert json.loads((ws / "state.json").read_text())["status"] == "running"  # resumable as it stands
+    return batch, record
+
+
+def test_ctrl_c_under_ray_stops_every_worker(harness):
+    _start_and_stop(harness, "--executor", "ray")
+
+
+def test_ctrl_c_stops_the_batch_and_resume_finishes_it(harness):
+    batch, record = _start_and_stop(harness)
+    llm = harness.llm
 
     r = harness.run("--resume", str(batch))
     assert r.returncode == 0, r.stdout + r.stderr
