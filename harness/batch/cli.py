@@ -53,6 +53,8 @@ def batch_command(argv: list[str]) -> int:
     paths = []
     while argv and not argv[0].startswith("-"):
         paths.append(Path(argv.pop(0)))
+    if not paths and argv and argv[0] in ("-h", "--help"):
+        return run(["--help"])
     if not paths:
         raise UserError("batch needs idea files or a folder of them: run_harness.py batch ideas/ --model MODEL")
     files: list[Path] = []
