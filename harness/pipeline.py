@@ -10,10 +10,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.agent import Agent, AgentSettings
+from harness.agent import CHAT_LOG, Agent, AgentSettings, read_totals
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
 from harness.ideas import Idea, load_idea
+from harness.progress import Progress
 from harness.sandbox import Sandbox, make_sandbox
 from harness.state import STAGES, State, load_state, save_state
 from harness.template import TemplateSpec, load_template
@@ -32,6 +33,7 @@ class IdeaContext:
     log: logging.Logger
     settings: AgentSettings
     _agent: Agent | None = field(default=None, repr=False)
+    progress: Progress | None = field(default=None, repr=False)
 
     @property
     def path(self) -> Path:
@@ -54,7 +56,13 @@ class IdeaContext:
     def save(self) -> None:
         save_state(self.path, self.state)
 
+    def totals(self) -> tuple[int, float]:
+        """Tokens and dollars this idea has spent so far (all sessions, resumed ones included)."""
+        return (self._agent.tokens, self._agent.cost) if self._agent else read_totals(self.path / CHAT_LOG)
+
     def say(self, stage: str, text: str) -> None:
+        if self.progress:
+            self.progress.update(stage, self.state.experiments.next_run)
         self.log.info("[%s] %s", stage, text)
         self.console.print(f"[bold]{self.idea.name}[/] [cyan]{stage}[/] {text}", highlight=False)
 
@@ -75,7 +83,7 @@ def new_idea(cfg: HarnessConfig, idea_path: Path, settings: AgentSettings, conso
     spec = load_template(cfg.template)
     if not spec.python.exists():
         raise UserError(f"template {spec.name} runs with {spec.python}, which does not exist; run `bash setup.sh` first")
-    ws = Workspace.create(cfg.workspace_root, idea, spec)
+    ws = Workspace.create(cfg.workspace_root, idea, spec, settings=cfg.template_settings)
     state = State(idea=idea.name, template=str(spec.root), created=datetime.now().isoformat(timespec="seconds"),
                   config=cfg.to_dict(), stages={s: "pending" for s in STAGES})
     save_state(ws.path, state)
@@ -106,6 +114,13 @@ def run_stages(ctx: IdeaContext) -> State:
               ("writeup", writeup.run)]
     last = STAGES.index(ctx.cfg.stop_after)
     t0 = time.monotonic()
+    with Progress(ctx.console, ctx.idea.name, ctx.cfg.max_runs, ctx.totals) as ctx.progress:
+        _run_stages(ctx, stages, last, t0)
+    ctx.progress = None
+    return ctx.state
+
+
+def _run_stages(ctx: IdeaContext, stages: list, last: int, t0: float) -> None:
     ctx.say("setup", f"isolation of agent-written code: {ctx.sandbox.describe()}")
     try:
         for name, fn in stages:
@@ -129,5 +144,4 @@ def run_stages(ctx: IdeaContext) -> State:
         if ctx._agent is not None:
             ctx.say(ctx.state.status, f"tokens {ctx.agent.tokens}, cost ${ctx.agent.cost:.4f}")
         # whatever the harness wrote last (logs, chat) is part of the record
-        ctx.ws.commit(f"[harness] {ctx.state.status} after {time.monotonic() - t0:.0f} s")
-    return ctx.state
+        ctx.ws.commit(f"[harness] {ctx.state.status}\n\nafter {time.monotonic() - t0:.0f} s")

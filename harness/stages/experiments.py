@@ -149,7 +149,8 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
         if not outcome.ok:
             _failed(ctx, outcome)
             return
-        commit = ws.commit(f"[{STAGE}] {tag} results ({outcome.process.duration_s:.1f} s)") or ws.head()
+        # durations go in the body: subjects stay identical between replays of one recording
+        commit = ws.commit(f"[{STAGE}] {tag} results\n\n{outcome.process.duration_s:.1f} s") or ws.head()
         ws.tag(tag, commit)
     info = read_final_info(ctx.path / tag)
     summary = summarise(ctx.spec, index, info)
