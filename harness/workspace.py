@@ -77,7 +77,8 @@ class Workspace:
 
     # --- creation ----------------------------------------------------------
     @classmethod
-    def create(cls, root: Path, idea: Idea, template: TemplateSpec, now: datetime | None = None) -> Workspace:
+    def create(cls, root: Path, idea: Idea, template: TemplateSpec, now: datetime | None = None,
+               settings: dict | None = None) -> Workspace:
         now = now or datetime.now()
         root.mkdir(parents=True, exist_ok=True)
         base = f"{now:%Y%m%d_%H%M%S}_{idea.name}"
@@ -86,6 +87,7 @@ class Workspace:
             n += 1
             path = root / f"{base}_{n}"
         shutil.copytree(template.root, path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+        template.write_settings(path, settings or {})  # in the first commit: part of what the idea started from
         (path / "idea.json").write_text(json.dumps(idea.raw, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         own = (path / ".gitignore").read_text(encoding="utf-8") if (path / ".gitignore").exists() else ""
         (path / ".gitignore").write_text(GITIGNORE + ("\n" + own if own else ""), encoding="utf-8")

@@ -20,7 +20,7 @@ from harness.state import RunRecord
 
 
 def cache_dir(ctx: IdeaContext) -> Path:
-    return ctx.cfg.workspace_root.resolve() / ".baseline_cache" / f"{ctx.spec.name}_{ctx.spec.baseline_key()}"
+    return ctx.cfg.workspace_root.resolve() / ".baseline_cache" / f"{ctx.spec.name}_{ctx.spec.baseline_key(ctx.path)}"
 
 
 def run(ctx: IdeaContext) -> None:
