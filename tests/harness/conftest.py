@@ -82,7 +82,8 @@ class Harness:
         return self.llm
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("OPENAI", "ANTHROPIC")) and k != "SAE_HARNESS_CACHE"}  # caches under HOME
         env.update(HOME=str(self.home), OPENAI_API_KEY="sk-test-secret-do-not-leak", PYTHONUNBUFFERED="1")
         return env
 

@@ -8,38 +8,32 @@ default setting is measured by bench/template_run.py instead.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
+import sys
 
-from conftest import edit
+import yaml
 
-TINY = {
-    "train_tokens": 20000,
-    "core": {"batch_size_prompts": 2, "n_eval_reconstruction_batches": 2, "n_eval_sparsity_variance_batches": 4},
-    "sparse_probing": {"train_per_class": 20, "test_per_class": 10, "max_tokens": 16, "k_values": [1, 5]},
-    "absorption": {"vocab_size": 300, "min_probe_f1": 0.0, "k_sparse_probe_num_epochs": 5},
-}
+from conftest import REPO, edit
 
+sys.path.insert(0, str(REPO / "tests"))
+from sae_cache import keep_built, link_shared  # noqa: E402
 
-def _share_model_cache(home: Path) -> None:
-    """The dequantised SmolLM2 weights do not depend on any setting: reuse the machine's copy
-    when there is one (saves ~25 s); the sandbox reads it through the symlink."""
-    real = Path(os.environ.get("SAE_HARNESS_CACHE") or "~/.cache/sae_harness/activations").expanduser() / "models"
-    if real.is_dir() and any(real.glob("*/key.json")):
-        target = home / ".cache" / "sae_harness" / "activations"
-        target.mkdir(parents=True)
-        (target / "models").symlink_to(real)
+TINY = yaml.safe_load((REPO / "tests" / "sae_template" / "tiny_config.yaml").read_text())
+# The absorption artefact may gain prompt activations during a run: linked, that write would go
+# outside the sandbox's writable ~/.cache, so it is always built in this test's own cache.
+READ_ONLY_KINDS = ("models", "sparse_probing")
 
 
 def test_sae_template_through_the_harness(harness):
-    _share_model_cache(harness.home)
+    cache = harness.home / ".cache" / "sae_harness" / "activations"  # the sandbox's writable cache
+    link_shared(cache, READ_ONLY_KINDS)
     topk = edit("experiment.py", "    k: int = 32  # topk: active latents per token",
                 "    k: int = 16  # topk: active latents per token")
-    harness.serve([{"expect": "explained_variance", "reply": topk},
+    harness.serve([{"expect": "explained variance", "reply": topk},
                    {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
     cfg = harness.write_config({"template_settings": TINY, "run_timeout": 900})
     r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=1200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    keep_built(cache)
 
     infos = [json.loads((r.workspace / f"run_{i}" / "final_info.json").read_text()) for i in (0, 1)]
     for info in infos:
