@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import IDEA
+from tests.support import IDEA
 
 
 def _one_line_error(r, *words):
@@ -19,6 +19,7 @@ def _one_line_error(r, *words):
     return lines[0]
 
 
+@pytest.mark.fault("bad idea file")
 @pytest.mark.parametrize("change, words", [
     (lambda d: d.pop("Title"), ["'Title'", "missing"]),
     (lambda d: d.update(Experiment=""), ["'Experiment'", "non-empty"]),
@@ -36,6 +37,7 @@ def test_bad_idea_fields(harness, change, words):
     assert not harness.root.exists() or not any(harness.root.iterdir()), line  # nothing was started
 
 
+@pytest.mark.fault("bad idea file")
 def test_idea_that_is_not_json(harness):
     bad = harness.tmp / "bad.json"
     bad.write_text('{"Name": "x",\n  "Title": }')
@@ -43,11 +45,13 @@ def test_idea_that_is_not_json(harness):
     _one_line_error(harness.run("--idea", str(bad)), "not valid JSON", "line 2")
 
 
+@pytest.mark.fault("bad idea file")
 def test_missing_idea_file(harness):
     harness.serve([])
     _one_line_error(harness.run("--idea", str(harness.tmp / "nope.json")), "does not exist")
 
 
+@pytest.mark.fault("bad idea file")
 def test_second_bad_idea_stops_before_the_first_starts(harness):
     bad = harness.tmp / "bad.json"
     bad.write_text(json.dumps({k: v for k, v in IDEA.items() if k != "Title"}))
@@ -56,6 +60,7 @@ def test_second_bad_idea_stops_before_the_first_starts(harness):
     assert harness.workspace() is None
 
 
+@pytest.mark.fault("bad config")
 @pytest.mark.parametrize("config, words", [
     ({"max_run": 3}, ["unknown key 'max_run'", "max_runs"]),
     ({"max_runs": "many"}, ["'max_runs'", "whole number"]),
@@ -70,6 +75,7 @@ def test_bad_config_file_values(harness, config, words):
     _one_line_error(harness.run("--idea", str(harness.idea_path), "--config", str(cfg)), *words)
 
 
+@pytest.mark.fault("bad config")
 def test_config_file_that_is_not_yaml(harness):
     harness.serve([])
     cfg = harness.tmp / "harness.yaml"
@@ -77,6 +83,7 @@ def test_config_file_that_is_not_yaml(harness):
     _one_line_error(harness.run("--idea", str(harness.idea_path), "--config", str(cfg)), "not valid YAML")
 
 
+@pytest.mark.fault("bad config")
 @pytest.mark.parametrize("args, words", [
     (["--max-runs", "x"], ["'max_runs'"]),
     (["--run-timeout", "-5"], ["'run_timeout'"]),
@@ -89,6 +96,7 @@ def test_bad_command_line_values(harness, args, words):
     _one_line_error(r, *words)
 
 
+@pytest.mark.fault("bad config")
 def test_missing_api_key_is_caught_before_anything_starts(harness):
     env_model = ["--model", "anthropic/claude-sonnet-4-5"]
     r = harness.run("--idea", str(harness.idea_path), *env_model)
@@ -96,11 +104,13 @@ def test_missing_api_key_is_caught_before_anything_starts(harness):
     assert harness.workspace() is None
 
 
+@pytest.mark.fault("corrupt state.json")
 def test_resume_of_a_folder_that_is_no_workspace(harness):
     harness.serve([])
     _one_line_error(harness.run("--resume", str(harness.tmp)), "not a harness workspace")
 
 
+@pytest.mark.fault("corrupt state.json")
 def test_corrupt_state_json_on_resume(harness):
     harness.serve(["ALL_COMPLETED"])
     r = harness.run("--idea", str(harness.idea_path))

@@ -1,4 +1,4 @@
-"""Agent-written code runs fenced in: no network, nothing written outside, bounded memory."""
+"""Agent-written code runs fenced in: no credentials, no network, nothing written outside."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from conftest import REPO, edit
+from harness.executor import scrubbed_env
 from harness.sandbox import bwrap_works
+from tests.support import REPO, edit
 
 PROBE = """\
     cfg = Config()
@@ -24,8 +25,34 @@ PROBE = """\
         print("write outside: blocked")"""
 
 
+@pytest.mark.fault("run reads API keys from os.environ")
+def test_experiment_sees_no_api_key(harness, intact):
+    spy = edit("experiment.py", "    cfg = Config()",
+               "    cfg = Config()\n    print('KEYS', sorted(k for k in os.environ if 'KEY' in k or 'OPENAI' in k))")
+    harness.serve([spy, {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
+    r = harness.run("--idea", str(harness.idea_path))
+    assert r.returncode == 0, r.stderr
+    out = (r.workspace / "run_1" / "stdout.log").read_text()
+    # the harness process itself had OPENAI_API_KEY set (see Harness.env)
+    assert "KEYS []" in out and "sk-test-secret" not in out
+    intact(r.workspace)
+
+
+@pytest.mark.fault("run reads API keys from os.environ")
+def test_scrubbed_env_drops_credentials(monkeypatch):
+    for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GITHUB_TOKEN", "MY_SECRET", "AWS_ACCESS_KEY_ID",
+              "HF_TOKEN", "DB_PASSWORD", "OPENAI_API_BASE"):
+        monkeypatch.setenv(k, "x")
+    monkeypatch.setenv("SAE_HARNESS_CACHE", "/tmp/c")
+    env = scrubbed_env()
+    assert not {k for k in env if "KEY" in k or "TOKEN" in k or "SECRET" in k or "PASSWORD" in k}
+    assert "OPENAI_API_BASE" not in env
+    assert env["SAE_HARNESS_CACHE"] == "/tmp/c" and env["PATH"]
+
+
+@pytest.mark.fault("run writes outside the workspace")
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot make namespaces here (setup.sh installs it)")
-def test_namespace_sandbox_blocks_network_and_writes_outside(harness):
+def test_namespace_sandbox_blocks_network_and_writes_outside(harness, intact):
     # both a place beside the repository and the real /tmp are read-only for the run
     outside = REPO / f"escaped_{harness.tmp.name}.txt"
     llm = harness.serve([])
@@ -46,14 +73,4 @@ def test_namespace_sandbox_blocks_network_and_writes_outside(harness):
     meta = json.loads((r.workspace / "run_1" / "meta.json").read_text())
     assert meta["isolation"].startswith("namespace")
     assert "isolation of agent-written code: namespace" in r.stdout
-
-
-def test_memory_limit_stops_a_run_and_the_error_goes_back(harness):
-    hog = edit("experiment.py", "    cfg = Config()", "    cfg = Config()\n    hog = np.ones(400_000_000)")
-    unhog = edit("experiment.py", "    cfg = Config()\n    hog = np.ones(400_000_000)", "    cfg = Config()")
-    harness.serve([hog, {"expect": "MemoryError", "reply": unhog + "\nA smaller footprint now."}, "ALL_COMPLETED"])
-    cfg = harness.write_config({"run_memory_gb": 2, "sandbox": "process"})
-    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg))
-    assert r.returncode == 0, r.stderr
-    assert "MemoryError" in (r.workspace / "run_1_failed_1" / "stderr.log").read_text()
-    assert (r.workspace / "run_1" / "final_info.json").exists()
+    intact(r.workspace)
