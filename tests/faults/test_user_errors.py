@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from tests.support import IDEA
+from tests.faults.integrity import snapshot
+from tests.support import IDEA, l1_edit
 
 
 def _one_line_error(r, *words):
@@ -110,10 +116,55 @@ def test_resume_of_a_folder_that_is_no_workspace(harness):
     _one_line_error(harness.run("--resume", str(harness.tmp)), "not a harness workspace")
 
 
-@pytest.mark.fault("corrupt state.json")
-def test_corrupt_state_json_on_resume(harness):
-    harness.serve(["ALL_COMPLETED"])
+def _stopped_after_run_1(harness):
+    """A workspace with run_1 done whose idea stopped (the model refused the next request)."""
+    harness.serve([l1_edit("0.02", "0.05"), {"expect": "Run 1 finished", "status": 400, "reply": "refused"}])
     r = harness.run("--idea", str(harness.idea_path))
+    assert r.returncode == 1 and r.state()["status"] == "stopped", r.stderr
+    return r.workspace
+
+
+def _every_byte(ws: Path) -> dict[str, str]:
+    """All files of the workspace, .git included: a user error must not change any of them."""
+    return {str(p.relative_to(ws)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(ws.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.fault("bad config")
+def test_bad_config_on_resume_changes_nothing(harness, intact):
+    ws = _stopped_after_run_1(harness)
+    files = _every_byte(ws)
+    cfg = harness.write_config({"max_runs": "plenty"})
+    _one_line_error(harness.run("--resume", str(ws), "--config", str(cfg)), "'max_runs'", "whole number")
+    assert _every_byte(ws) == files
+    intact(ws)
+
+
+@pytest.mark.fault("corrupt state.json")
+@pytest.mark.parametrize("garbage", ["{not json", "[]", '{"idea": "toy_l1", "runs": [1, 2]}'])
+def test_corrupt_state_json_names_the_backup_and_the_backup_resumes(harness, intact, garbage):
+    ws = _stopped_after_run_1(harness)
+    before = snapshot(ws)
+    (ws / "state.json").write_text(garbage)
+    files = _every_byte(ws)
+    line = _one_line_error(harness.run("--resume", str(ws)), f"{ws / 'state.json'} is corrupt", "state.json.bak")
+    assert _every_byte(ws) == files
+    # the fix, exactly as the message words it
+    command = re.search(r"`(cp [^`]+)`", line).group(1)
+    subprocess.run(shlex.split(command), check=True)
+    llm = harness.serve(["ALL_COMPLETED"])
+    r = harness.run("--resume", str(ws))
     assert r.returncode == 0, r.stderr
-    (r.workspace / "state.json").write_text("{not json")
-    _one_line_error(harness.run("--resume", str(r.workspace)), "corrupt", "state.json.bak")
+    assert r.state()["status"] == "done" and llm.remaining == 0
+    intact(ws, before)
+
+
+@pytest.mark.fault("corrupt state.json")
+def test_corrupt_state_json_without_a_backup_says_start_afresh(harness, intact):
+    ws = _stopped_after_run_1(harness)
+    (ws / "state.json").write_text("{not json")
+    (ws / "state.json.bak").write_text("{not json either")
+    files = _every_byte(ws)
+    _one_line_error(harness.run("--resume", str(ws)), "state.json is corrupt", "no usable state.json.bak",
+                    "start it afresh")
+    assert _every_byte(ws) == files
