@@ -13,11 +13,14 @@ from rich.console import Console
 from harness.agent import Agent, AgentSettings
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
+from harness.executor import kill_stale_group
 from harness.ideas import Idea, load_idea
 from harness.sandbox import Sandbox, make_sandbox
 from harness.state import STAGES, State, load_state, save_state
 from harness.template import TemplateSpec, load_template
-from harness.workspace import Workspace
+from harness.workspace import RevertedEdit, Workspace
+
+WRITEUP_TEX = "latex/template.tex"
 
 
 @dataclass
@@ -53,6 +56,19 @@ class IdeaContext:
 
     def save(self) -> None:
         save_state(self.path, self.state)
+
+    def record_undone(self, stage: str, when: str, edits: list[RevertedEdit]) -> None:
+        """Keep in state.json (and say) what the harness undid, for a reviewer and for resume."""
+        for e in edits:
+            self.state.undone.append({"stage": stage, "when": when, "path": e.path, "action": e.action,
+                                      "detail": e.detail})
+        if edits:
+            self.say(stage, f"{when}: undid {'; '.join(e.describe() for e in edits)}")
+
+    def child_started(self, pgid: int | None) -> None:
+        """Record (None: forget) the process group of a run, so a resume can kill what a crash left."""
+        self.state.child_pgid = pgid
+        self.save()
 
     def say(self, stage: str, text: str) -> None:
         self.log.info("[%s] %s", stage, text)
@@ -93,6 +109,15 @@ def resume_idea(cfg: HarnessConfig, ws_path: Path, settings: AgentSettings, cons
     spec = load_template(state.template)
     ctx = IdeaContext(cfg, spec, idea, ws, state, console, _logger(ws.path), settings)
     state.status, state.error = "running", ""
+    if kill_stale_group(state.child_pgid, ws.path):
+        ctx.say("resume", f"killed process group {state.child_pgid}, left running by the interrupted harness")
+    state.child_pgid = None
+    # edits of a turn killed after aider wrote them but before the harness committed them:
+    # kept for review, so the turn is asked again from the committed files
+    dirty = [p for p in ws.dirty_paths() if p in (*spec.editable, WRITEUP_TEX)]
+    sha = ws.stash_paths(dirty, "harness: edits of a turn interrupted by a harness restart")
+    if sha:
+        ctx.say("resume", f"set aside uncommitted edits of {', '.join(dirty)} as stash {sha[:8]}")
     ctx.save()
     ctx.say("resume", f"workspace {ws.path} (stages: {', '.join(f'{k}={v}' for k, v in state.stages.items())})")
     return ctx
@@ -112,6 +137,8 @@ def run_stages(ctx: IdeaContext) -> State:
             if ctx.state.stage_done(name) or STAGES.index(name) > last:
                 continue
             ctx.state.stages[name] = "running"
+            # a resumed stage may find what a run killed mid-way left (see links.py)
+            ctx.record_undone(name, "before the stage", ctx.ws.remove_special_files())
             ctx.save()
             fn(ctx)
             if ctx.state.stages[name] == "running":  # a stage may end as skipped or failed

@@ -65,6 +65,11 @@ class State:
     experiments: ExperimentsProgress = field(default_factory=ExperimentsProgress)
     notes: dict[str, str] = field(default_factory=dict)
     """stage -> what a later stage (or a reader) should know, e.g. why plots failed"""
+    undone: list[dict[str, str]] = field(default_factory=list)
+    """What the harness undid: edits to files a stage did not hand the agent, links and
+    other special files runs left. Each: stage, when (turn or run), path, action, detail."""
+    child_pgid: int | None = None
+    """Process group of the run or plot.py in progress, so a resumed harness can kill it."""
     status: str = "running"
     """running | done | stopped | failed"""
     error: str = ""

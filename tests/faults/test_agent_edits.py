@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support import edit, l1_edit
@@ -56,3 +58,73 @@ def test_edit_to_a_protected_file_is_undone_and_reported(harness, intact):
     assert "99999" not in r.repo().git.show("HEAD:template.yaml")
     assert "l1_coeff: float = 0.05" in r.repo().git.show("run_1:experiment.py")
     intact(r.workspace)
+
+
+def _commits_hold_no_link(repo) -> bool:
+    """No commit, run commits included, records a symbolic link (git mode 120000)."""
+    return all("120000 " not in repo.git.ls_tree("-r", sha)
+               for sha in repo.git.rev_list("--all").split())
+
+
+@pytest.mark.fault("link out of the workspace")
+def test_links_a_run_plants_are_removed_before_the_harness_or_aider_follow_them(harness, intact):
+    outside = harness.tmp / "outside"
+    outside.mkdir()
+    for name in ("meta_target", "notes_target"):
+        (outside / name).write_text("precious\n")
+    plant = f"""\
+    print(json.dumps(results["core evaluation results"]["eval_result_metrics"]))
+    out = {str(outside)!r}
+    os.symlink(out + "/meta_target", os.path.join(out_dir, "meta.json"))  # the harness writes meta.json next
+    os.remove("notes.txt"); os.symlink(out + "/notes_target", "notes.txt")  # aider edits notes.txt next
+    os.remove("experiment.py"); os.symlink("/etc/passwd", "experiment.py")  # aider would send it to the model
+    os.symlink(out, "escape")
+    os.mkfifo(os.path.join(out_dir, "pipe"))"""
+    write_notes = edit("notes.txt", "# Notes on the experiments (filled in by the agent, read by the writeup)",
+                       "# Notes on the experiments (filled in by the agent, read by the writeup)\n\nRun 1: links.")
+    llm = harness.serve([
+        edit("experiment.py", '    print(json.dumps(results["core evaluation results"]["eval_result_metrics"]))',
+             plant),
+        {"expect": "link to /etc/passwd", "reply": write_notes + l1_edit("0.02", "0.05")},
+        {"expect": "Run 2 finished", "reply": "ALL_COMPLETED"},
+    ])
+    r = harness.run("--idea", str(harness.idea_path))
+    assert r.returncode == 0, r.stderr
+    assert llm.remaining == 0
+    ws = r.workspace
+    assert [(outside / n).read_text() for n in ("meta_target", "notes_target")] == ["precious\n"] * 2
+    removed = {e["path"]: e for e in r.state()["undone"] if e["when"] == "run_1"}
+    assert set(removed) == {"run_1/meta.json", "run_1/pipe", "notes.txt", "experiment.py", "escape"}
+    assert removed["experiment.py"]["detail"] == "link to /etc/passwd"
+    assert "restored from git" in removed["notes.txt"]["action"] and removed["run_1/pipe"]["detail"] == "a FIFO"
+    meta = json.loads((ws / "run_1" / "meta.json").read_text())  # written as a file of its own
+    assert meta["status"] == "ok" and "experiment.py (link to /etc/passwd): removed, restored from git" in meta["removed"]
+    for rel in ("experiment.py", "notes.txt", "run_1/meta.json"):
+        assert not (ws / rel).is_symlink()
+    assert "Run 1: links." in (ws / "notes.txt").read_text()
+    assert "root:x:0:0" not in json.dumps(llm.requests)  # /etc/passwd never reached the model
+    assert _commits_hold_no_link(r.repo())
+    intact(ws)
+
+
+@pytest.mark.fault("link out of the workspace")
+def test_edits_outside_the_workspace_in_git_or_ignored_are_refused(harness, intact):
+    outside = harness.tmp / "outside.txt"
+    outside.write_text("precious\n")
+    reply = (edit(str(outside), "precious", "overwritten by the agent")
+             + edit("../escaped_new.py", "", "print('escaped')")
+             + edit(".git/hooks/post-commit", "", "#!/bin/sh\ntouch /tmp/hooked")
+             + edit(".harness/planted.txt", "", "hidden from review")
+             + l1_edit("0.02", "0.05"))
+    harness.serve([reply, {"expect": "were refused", "reply": "ALL_COMPLETED"}])
+    r = harness.run("--idea", str(harness.idea_path))
+    assert r.returncode == 0, r.stderr
+    ws = r.workspace
+    assert outside.read_text() == "precious\n"
+    assert not (ws.parent / "escaped_new.py").exists() and not (ws / ".git/hooks/post-commit").exists()
+    assert not (ws / ".harness/planted.txt").exists()
+    refused = {e["path"]: e["detail"] for e in r.state()["undone"] if e["action"] == "refused"}
+    assert refused == {str(outside): "outside the workspace", "../escaped_new.py": "outside the workspace",
+                       ".git/hooks/post-commit": "inside .git", ".harness/planted.txt": "ignored by git"}
+    assert "l1_coeff: float = 0.05" in r.repo().git.show("run_1:experiment.py")  # the allowed edit went through
+    intact(ws)

@@ -22,7 +22,12 @@ PROBE = """\
         open(OUTSIDE, "w").write("escaped")
         print("write outside: allowed")
     except OSError:
-        print("write outside: blocked")"""
+        print("write outside: blocked")
+    try:
+        open(".git/hooks/post-commit", "w").write("#!/bin/sh\\ntouch /tmp/hooked")
+        print("git hook: planted")
+    except OSError:
+        print("git hook: blocked")"""
 
 
 @pytest.mark.fault("run reads API keys from os.environ")
@@ -70,6 +75,8 @@ def test_namespace_sandbox_blocks_network_and_writes_outside(harness, intact):
     assert not escaped
     out = (r.workspace / "run_1" / "stdout.log").read_text()
     assert "net: blocked" in out and "write outside: blocked" in out
+    # the harness runs git outside the sandbox: a hook planted in .git would run there
+    assert "git hook: blocked" in out and not (r.workspace / ".git/hooks/post-commit").exists()
     meta = json.loads((r.workspace / "run_1" / "meta.json").read_text())
     assert meta["isolation"].startswith("namespace")
     assert "isolation of agent-written code: namespace" in r.stdout
