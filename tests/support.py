@@ -139,7 +139,10 @@ class Harness:
         return found[-1] if found else None
 
     def state(self) -> dict:
-        return json.loads((self.workspace() / "state.json").read_text())
+        ws = self.workspace()
+        if ws is None:
+            raise FileNotFoundError(f"no workspace under {self.root} yet")
+        return json.loads((ws / "state.json").read_text())
 
     def write_config(self, data: dict) -> Path:
         path = self.tmp / "harness.yaml"

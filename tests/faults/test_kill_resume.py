@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from harness.executor import group_alive
 from tests.faults.integrity import snapshot
-from tests.support import edit, l1_edit, wait_for
+from tests.support import copy_template, edit, l1_edit, wait_for
 
 
 def _kill(proc) -> None:
@@ -61,4 +62,97 @@ def test_sigkill_while_waiting_for_the_model_then_resume(harness, intact):
     assert [q["kind"] for q in llm.requests if q["kind"] != "summary"].count("repeat") == 1
     assert sorted(t.name for t in r.repo().tags) == ["run_0", "run_1", "run_2"]
     assert "l1_coeff: float = 0.1" in (ws / "experiment.py").read_text()
+    intact(ws, before)
+
+
+def _dead(pgid: int) -> bool:
+    return not group_alive(pgid)
+
+
+@pytest.mark.fault("SIGKILL in baseline, then --resume")
+def test_sigkill_while_the_baseline_runs_then_resume(harness, intact, tmp_path):
+    # a slow run_0 only; process level, so the orphaned run outlives the harness until resume kills it
+    slow = copy_template(tmp_path / "slow_baseline", patch={"experiment.py": (
+        "    cfg = Config()\n", "    cfg = Config()\n    if out_dir == 'run_0':\n        time.sleep(4)\n")})
+    llm = harness.serve([l1_edit("0.02", "0.05"), {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
+    cfg = harness.write_config({"sandbox": "process"})
+    proc = harness.start("--idea", str(harness.idea_path), "--config", str(cfg), template=str(slow))
+    assert wait_for(lambda: harness.state()["child_pgid"])
+    ws, pgid = harness.workspace(), harness.state()["child_pgid"]
+    before = snapshot(ws)
+    _kill(proc)
+    assert group_alive(pgid)
+    r = harness.run("--resume", str(ws))
+    assert r.returncode == 0, r.stderr
+    assert f"killed process group {pgid}" in r.stdout and _dead(pgid)
+    assert (ws / "run_0_interrupted_1").is_dir() and "run_0_interrupted_1/stdout.log" in r.repo().git.ls_files()
+    assert sorted(t.name for t in r.repo().tags) == ["run_0", "run_1"] and llm.remaining == 0
+    intact(ws, before)
+
+
+@pytest.mark.fault("SIGKILL in plots, then --resume")
+def test_sigkill_while_plot_py_runs_then_resume(harness, intact):
+    labels = 'labels = {\n    "run_0": "baseline",\n}'
+    slow_plot = edit("plot.py", labels, labels[:-1] + '    "run_1": "L1 = 0.05",\n}\n\nimport time\ntime.sleep(4)')
+    notes = edit("notes.txt", "# Notes on the experiments (filled in by the agent, read by the writeup)",
+                 "# Notes on the experiments (filled in by the agent, read by the writeup)\n\n"
+                 "metrics_by_run.png: explained variance, L0 and MMCS per run.")
+    llm = harness.serve([l1_edit("0.02", "0.05"), {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"},
+                         {"expect": "Edit `plot.py`", "reply": slow_plot},
+                         {"expect": "metrics_by_run.png", "reply": notes}])
+    cfg = harness.write_config({"sandbox": "process"})
+    proc = harness.start("--idea", str(harness.idea_path), "--stop-after", "plots", "--config", str(cfg))
+    assert wait_for(lambda: harness.state()["notes"].get("plots_step") == "run 1" and harness.state()["child_pgid"])
+    ws, pgid = harness.workspace(), harness.state()["child_pgid"]
+    before = snapshot(ws)
+    _kill(proc)
+    r = harness.run("--resume", str(ws))
+    assert r.returncode == 0, r.stderr
+    assert f"killed process group {pgid}" in r.stdout and _dead(pgid)
+    # the edit turn was not asked again: plot.py was run again, then the figures described
+    assert llm.remaining == 0 and [q["kind"] for q in llm.requests].count("repeat") == 0
+    log = r.log()
+    assert sum(s.startswith("[plots] turn 1: agent edit of plot.py") for s in log) == 1
+    assert sum(s.startswith("[plots] figures from plot.py: metrics_by_run.pdf, metrics_by_run.png") for s in log) == 1
+    assert r.state()["stages"]["plots"] == "done" and "metrics_by_run.png" in r.repo().git.ls_files()
+    intact(ws, before)
+
+
+def _writeup_script() -> list:
+    """Every writeup turn answered; only the title is written (the kill, not the paper, is tested)."""
+    sections = ["title and abstract", "introduction", "background", "method", "experimental setup",
+                "results", "conclusion"]
+    keep = "I checked it against the list; it passes, so I changed nothing."
+    title = edit("latex/template.tex", r"\title{\placeholder{title}}", r"\title{A Stronger L1 Penalty}")
+    out = []
+    for name in sections:
+        out += [{"expect": f"Now: the {name}", "reply": title if name == sections[0] else keep},
+                {"expect": "critically", "reply": keep}]
+    return out + [{"expect": "related work section", "reply": keep}, {"expect": "Add citations", "reply": keep}]
+
+
+@pytest.mark.fault("SIGKILL in writeup, then --resume")
+def test_sigkill_during_a_writeup_turn_then_resume(harness, intact, tmp_path):
+    no_plots = copy_template(tmp_path / "no_plots", drop=("plot.py",))
+    script = [l1_edit("0.02", "0.05"), {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}] + _writeup_script()
+    slow = 2 + 4  # the background's write turn: answered slowly, and the harness killed meanwhile
+    script[slow] = {**script[slow], "delay": 4}
+    llm = harness.serve(script)
+    proc = harness.start("--idea", str(harness.idea_path), "--stop-after", "writeup", template=str(no_plots))
+    assert wait_for(lambda: llm.position >= slow + 1)
+    ws = harness.workspace()
+    time.sleep(0.5)
+    before = snapshot(ws)
+    _kill(proc)
+    assert harness.state()["notes"]["writeup_step"] == "4"
+    r = harness.run("--resume", str(ws))
+    assert r.returncode == 0, r.stderr + r.stdout
+    # the interrupted question was asked again word for word; the ones answered before were not
+    assert llm.remaining == 0 and [q["kind"] for q in llm.requests].count("repeat") == 1
+    log = r.log()
+    assert sum(s.startswith("[writeup] LaTeX template copied") for s in log) == 1
+    assert sum(s.startswith("[writeup] title and abstract, write") for s in log) == 1
+    assert sum(s.startswith("[writeup] background, write") for s in log) == 1
+    assert r.state()["stages"]["writeup"] == "done" and (ws / "paper.pdf").read_bytes()[:5] == b"%PDF-"
+    assert r"\title{A Stronger L1 Penalty}" in (ws / "latex" / "template.tex").read_text()
     intact(ws, before)
