@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import git
 from rich.console import Console
 
 from harness.agent import Agent, AgentSettings
@@ -75,12 +77,17 @@ class IdeaContext:
         self.console.print(f"[bold]{self.idea.name}[/] [cyan]{stage}[/] {text}", highlight=False)
 
 
+class _QuietFileHandler(logging.FileHandler):
+    def handleError(self, record):
+        pass  # a log line lost to a full disk is no reason for a traceback; the console has it
+
+
 def _logger(ws: Path) -> logging.Logger:
     log = logging.getLogger(f"harness.{ws.name}")
     log.setLevel(logging.INFO)
     log.propagate = False
     if not log.handlers:
-        h = logging.FileHandler(ws / "harness.log", encoding="utf-8")
+        h = _QuietFileHandler(ws / "harness.log", encoding="utf-8")
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(h)
     return log
@@ -146,15 +153,38 @@ def run_stages(ctx: IdeaContext) -> State:
             ctx.save()
         ctx.state.status = "done"
     except IdeaStopped as exc:
-        running = [k for k, v in ctx.state.stages.items() if v == "running"]
-        for k in running:
-            ctx.state.stages[k] = "stopped"
-        ctx.state.status, ctx.state.error = "stopped", str(exc)
-        ctx.say("stopped", f"{exc}")
+        _stop(ctx, str(exc))
+    except (OSError, git.GitCommandError) as exc:
+        if not disk_full(exc):
+            raise
+        what = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _stop(ctx, f"disk full: no space left on device for writing in {ctx.path}{what}; free space on "
+                   f"that disk and run --resume {ctx.path}")
     finally:
-        ctx.save()
-        if ctx._agent is not None:
-            ctx.say(ctx.state.status, f"tokens {ctx.agent.tokens}, cost ${ctx.agent.cost:.4f}")
-        # whatever the harness wrote last (logs, chat) is part of the record
-        ctx.ws.commit(f"[harness] {ctx.state.status} after {time.monotonic() - t0:.0f} s")
+        # On a full disk these writes fail too; state.json then stays as last saved (it is
+        # written atomically), which --resume handles like a harness killed at that moment.
+        try:
+            ctx.save()
+            if ctx._agent is not None:
+                ctx.say(ctx.state.status, f"tokens {ctx.agent.tokens}, cost ${ctx.agent.cost:.4f}")
+            # whatever the harness wrote last (logs, chat) is part of the record
+            ctx.ws.commit(f"[harness] {ctx.state.status} after {time.monotonic() - t0:.0f} s")
+        except (OSError, git.GitCommandError) as exc:
+            if not disk_full(exc):
+                raise
     return ctx.state
+
+
+def _stop(ctx: IdeaContext, why: str) -> None:
+    for k, v in ctx.state.stages.items():
+        if v == "running":
+            ctx.state.stages[k] = "stopped"
+    ctx.state.status, ctx.state.error = "stopped", why
+    ctx.say("stopped", why)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC or a quota, from Python or from a git command that hit it."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, git.GitCommandError) and "No space left on device" in str(exc.stderr)

@@ -101,6 +101,7 @@ class Harness:
         self.idea_path = tmp / "idea.json"
         self.idea_path.write_text(json.dumps(IDEA))
         self.llm: ScriptedLLM | None = None
+        self.extra_env: dict[str, str] = {}
 
     def serve(self, replies: list) -> ScriptedLLM:
         entries = [Entry(reply=r) if isinstance(r, str) else Entry(**r) for r in replies]
@@ -112,7 +113,7 @@ class Harness:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))}
         env.update(HOME=str(self.home), OPENAI_API_KEY="sk-test-secret-do-not-leak", PYTHONUNBUFFERED="1")
-        return env
+        return env | self.extra_env
 
     def args(self, *extra: str, template: str = "toy") -> list[str]:
         base = [str(REPO / ".venvs" / "harness" / "bin" / "python"), str(REPO / "run_harness.py")]
