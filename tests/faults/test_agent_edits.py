@@ -27,6 +27,9 @@ def test_search_block_that_never_matches_is_reported_and_nothing_runs(harness, i
     assert not any("turn 1 for run_1: agent edit" in s for s in r.log())
     assert "l1_coeff: float = 0.02" in (r.workspace / "experiment.py").read_text()
     assert "ALL_COMPLETED after 0 runs" in r.state()["experiments"]["stop_reason"]
+    # the cause, as aider reported it, is in the committed log; every retry is in chat.jsonl
+    assert "SEARCH block failed to exactly match lines in experiment.py" in (r.workspace / "harness.log").read_text()
+    assert [c["turn"] for c in r.chat()] == [1, 1, 1, 1, 2]
     intact(r.workspace)
 
 
@@ -57,6 +60,8 @@ def test_edit_to_a_protected_file_is_undone_and_reported(harness, intact):
     assert "run_timeout: 120" in (r.workspace / "template.yaml").read_text()
     assert "99999" not in r.repo().git.show("HEAD:template.yaml")
     assert "l1_coeff: float = 0.05" in r.repo().git.show("run_1:experiment.py")
+    assert r.state()["undone"] == [{"stage": "experiments", "when": "turn 1", "path": "template.yaml",
+                                    "action": "restored", "detail": ""}]
     intact(r.workspace)
 
 

@@ -65,15 +65,24 @@ def test_sigkill_while_waiting_for_the_model_then_resume(harness, intact):
     intact(ws, before)
 
 
+# hangs the first time only (so it is still running when the harness is killed, however
+# loaded the machine), then the resumed harness's run goes through
+SLOW_ONCE = """\
+    if not os.path.exists("hung_once"):
+        open("hung_once", "w").close()
+        time.sleep(120)
+"""
+
+
 def _dead(pgid: int) -> bool:
     return not group_alive(pgid)
 
 
 @pytest.mark.fault("SIGKILL in baseline, then --resume")
 def test_sigkill_while_the_baseline_runs_then_resume(harness, intact, tmp_path):
-    # a slow run_0 only; process level, so the orphaned run outlives the harness until resume kills it
+    # the first run_0 hangs; process level, so it outlives the killed harness until resume kills it
     slow = copy_template(tmp_path / "slow_baseline", patch={"experiment.py": (
-        "    cfg = Config()\n", "    cfg = Config()\n    if out_dir == 'run_0':\n        time.sleep(4)\n")})
+        "    cfg = Config()\n", "    cfg = Config()\n" + SLOW_ONCE)})
     llm = harness.serve([l1_edit("0.02", "0.05"), {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
     cfg = harness.write_config({"sandbox": "process"})
     proc = harness.start("--idea", str(harness.idea_path), "--config", str(cfg), template=str(slow))
@@ -84,7 +93,7 @@ def test_sigkill_while_the_baseline_runs_then_resume(harness, intact, tmp_path):
     assert group_alive(pgid)
     r = harness.run("--resume", str(ws))
     assert r.returncode == 0, r.stderr
-    assert f"killed process group {pgid}" in r.stdout and _dead(pgid)
+    assert f"[resume] killed process group {pgid}" in (ws / "harness.log").read_text() and _dead(pgid)
     assert (ws / "run_0_interrupted_1").is_dir() and "run_0_interrupted_1/stdout.log" in r.repo().git.ls_files()
     assert sorted(t.name for t in r.repo().tags) == ["run_0", "run_1"] and llm.remaining == 0
     intact(ws, before)
@@ -93,7 +102,8 @@ def test_sigkill_while_the_baseline_runs_then_resume(harness, intact, tmp_path):
 @pytest.mark.fault("SIGKILL in plots, then --resume")
 def test_sigkill_while_plot_py_runs_then_resume(harness, intact):
     labels = 'labels = {\n    "run_0": "baseline",\n}'
-    slow_plot = edit("plot.py", labels, labels[:-1] + '    "run_1": "L1 = 0.05",\n}\n\nimport time\ntime.sleep(4)')
+    slow_plot = edit("plot.py", labels, labels[:-1] + '    "run_1": "L1 = 0.05",\n}\n\nimport os, time\n\n\ndef main_once():\n'
+                     + SLOW_ONCE + '\n\nmain_once()')
     notes = edit("notes.txt", "# Notes on the experiments (filled in by the agent, read by the writeup)",
                  "# Notes on the experiments (filled in by the agent, read by the writeup)\n\n"
                  "metrics_by_run.png: explained variance, L0 and MMCS per run.")
@@ -108,7 +118,7 @@ def test_sigkill_while_plot_py_runs_then_resume(harness, intact):
     _kill(proc)
     r = harness.run("--resume", str(ws))
     assert r.returncode == 0, r.stderr
-    assert f"killed process group {pgid}" in r.stdout and _dead(pgid)
+    assert f"[resume] killed process group {pgid}" in (ws / "harness.log").read_text() and _dead(pgid)
     # the edit turn was not asked again: plot.py was run again, then the figures described
     assert llm.remaining == 0 and [q["kind"] for q in llm.requests].count("repeat") == 0
     log = r.log()
