@@ -22,8 +22,6 @@ from harness.state import STAGES, State, load_state, save_state
 from harness.template import TemplateSpec, load_template
 from harness.workspace import RevertedEdit, Workspace
 
-WRITEUP_TEX = "latex/template.tex"
-
 
 @dataclass
 class IdeaContext:
@@ -119,12 +117,6 @@ def resume_idea(cfg: HarnessConfig, ws_path: Path, settings: AgentSettings, cons
     if kill_stale_group(state.child_pgid, ws.path):
         ctx.say("resume", f"killed process group {state.child_pgid}, left running by the interrupted harness")
     state.child_pgid = None
-    # edits of a turn killed after aider wrote them but before the harness committed them:
-    # kept for review, so the turn is asked again from the committed files
-    dirty = [p for p in ws.dirty_paths() if p in (*spec.editable, WRITEUP_TEX)]
-    sha = ws.stash_paths(dirty, "harness: edits of a turn interrupted by a harness restart")
-    if sha:
-        ctx.say("resume", f"set aside uncommitted edits of {', '.join(dirty)} as stash {sha[:8]}")
     ctx.save()
     ctx.say("resume", f"workspace {ws.path} (stages: {', '.join(f'{k}={v}' for k, v in state.stages.items())})")
     return ctx

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.config import REPO_ROOT
 from harness.latex import CompileResult, LatexToolError, chktex_warnings, compile_pdf
-from harness.pipeline import WRITEUP_TEX, IdeaContext
+from harness.pipeline import IdeaContext
 from harness.prompts import render
 from harness.results import RunSummary, best_so_far, headline_metrics, read_final_info, summarise
 from harness.stages.turns import agent_turn
@@ -25,7 +25,7 @@ from harness.workspace import HARNESS_DIR
 
 STAGE = "writeup"
 TEMPLATE_DIR = REPO_ROOT / "latex_template"
-TEX = WRITEUP_TEX
+TEX = "latex/template.tex"
 BIB = "latex/references.bib"
 PAPER = "paper.pdf"
 COMPILE_FIX_ROUNDS = 3
