@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
+import git
 import pytest
 
+from harness.links import find_special
+from harness.workspace import Workspace
 from tests.support import edit, l1_edit
 
 
@@ -133,3 +137,34 @@ def test_edits_outside_the_workspace_in_git_or_ignored_are_refused(harness, inta
                        ".git/hooks/post-commit": "inside .git", ".harness/planted.txt": "ignored by git"}
     assert "l1_coeff: float = 0.05" in r.repo().git.show("run_1:experiment.py")  # the allowed edit went through
     intact(ws)
+
+
+@pytest.mark.fault("link out of the workspace")
+def test_every_kind_of_special_file_is_removed_and_tracked_files_restored(tmp_path):
+    """The sweep itself, on a real git workspace: what a plot.py run or a killed run leaves."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "experiment.py").write_text("print('the code that ran')\n")
+    repo = git.Repo.init(ws)
+    with repo.config_writer() as cw:  # no global git identity needed
+        cw.set_value("user", "name", "t")
+        cw.set_value("user", "email", "t@localhost")
+    repo.git.add("--all")
+    repo.git.commit("-m", "setup")
+    (ws / "experiment.py").unlink()
+    (ws / "experiment.py").symlink_to("/etc/passwd")
+    (ws / "run_1").mkdir()
+    (ws / "run_1" / "meta.json").symlink_to(outside)
+    os.link(outside, ws / "run_1" / "hard.txt")
+    os.mkfifo(ws / "run_1" / "pipe")
+    (ws / "escape").symlink_to(tmp_path)
+    (ws / "run_1" / "final_info.json").write_text("{}")
+    removed = {e.path: e for e in Workspace(ws).remove_special_files()}
+    assert set(removed) == {"experiment.py", "run_1/meta.json", "run_1/hard.txt", "run_1/pipe", "escape"}
+    assert removed["run_1/hard.txt"].detail == "a hard link (2 names)"
+    assert removed["experiment.py"].action == "removed, restored from git"
+    assert (ws / "experiment.py").read_text() == "print('the code that ran')\n"
+    assert outside.read_text() == "precious\n" and os.stat(outside).st_nlink == 1
+    assert (ws / "run_1" / "final_info.json").is_file() and find_special(ws) == []
