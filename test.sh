@@ -8,8 +8,8 @@ bash setup.sh
 mkdir -p .test-results
 rm -f .test-results/*.xml
 status=0
-# the harness (aider, git, scripted model) under its own environment
-.venvs/harness/bin/python -m pytest tests/harness -q -p no:cacheprovider \
+# the harness (aider, git, scripted model) and its fault suite under its own environment
+.venvs/harness/bin/python -m pytest tests/harness tests/faults -q -p no:cacheprovider \
   --junitxml=.test-results/harness.xml "$@" || status=$?
 # the SAE template's metrics and smoke run under the experiment environment (after the
 # harness suite, whose end-to-end SAE test leaves cache artefacts in .test-results/sae-cache)

@@ -32,6 +32,7 @@ from rich.console import Console  # noqa: E402
 from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt,  # noqa: E402
                       wait_exponential)
 
+from harness.edit_guard import guard_edits  # noqa: E402
 from harness.errors import IdeaStopped, UserError  # noqa: E402
 
 import litellm  # noqa: E402  (after the environment variable above)
@@ -238,6 +239,8 @@ class ChatSession:
         # fixed order makes prompts reproducible (resume re-asks, replays match).
         self.coder.abs_fnames = _SortedSet(self.coder.abs_fnames)
         self.coder.abs_read_only_fnames = _SortedSet(self.coder.abs_read_only_fnames)
+        # (path, reason) of edits aider refused: outside the workspace, in .git, git-ignored
+        self.refused = guard_edits(self.coder, ws)
         self._main_thread = threading.get_ident()
         self._api_error: Exception | None = None
         self._call_started = 0.0

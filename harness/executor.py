@@ -127,9 +127,10 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
         # also reaps children a finished run left behind (daemons, forked workers)
         kill_group(pgid)
         proc.wait()
-    if timed_out:
-        with stderr_path.open("a") as err:
-            err.write(f"\n[harness] killed after the {timeout_s:g} s timeout (process group {pgid})\n")
+        if timed_out:
+            # through the handle the run had, not the path: the run may have swapped
+            # stderr.log for a link pointing outside the workspace (see links.py)
+            err.write(f"\n[harness] killed after the {timeout_s:g} s timeout (process group {pgid})\n".encode())
     return ProcessResult(command=command, exit_code=None if timed_out else proc.returncode,
                          duration_s=round(time.monotonic() - t0, 3), timed_out=timed_out,
                          started_at=started, pgid=pgid)

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import git
 from rich.console import Console
 
 from harness.agent import CHAT_LOG, Agent, AgentSettings, read_totals
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
+from harness.executor import kill_stale_group
 from harness.ideas import Idea, load_idea
 from harness.progress import Progress
 from harness.sandbox import Sandbox, make_sandbox
 from harness.state import STAGES, State, load_state, save_state
 from harness.template import TemplateSpec, load_template
-from harness.workspace import Workspace
+from harness.workspace import RevertedEdit, Workspace
 
 
 @dataclass
@@ -60,6 +63,19 @@ class IdeaContext:
         """Tokens and dollars this idea has spent so far (all sessions, resumed ones included)."""
         return (self._agent.tokens, self._agent.cost) if self._agent else read_totals(self.path / CHAT_LOG)
 
+    def record_undone(self, stage: str, when: str, edits: list[RevertedEdit]) -> None:
+        """Keep in state.json (and say) what the harness undid, for a reviewer and for resume."""
+        for e in edits:
+            self.state.undone.append({"stage": stage, "when": when, "path": e.path, "action": e.action,
+                                      "detail": e.detail})
+        if edits:
+            self.say(stage, f"{when}: undid {'; '.join(e.describe() for e in edits)}")
+
+    def child_started(self, pgid: int | None) -> None:
+        """Record (None: forget) the process group of a run, so a resume can kill what a crash left."""
+        self.state.child_pgid = pgid
+        self.save()
+
     def say(self, stage: str, text: str) -> None:
         if self.progress:
             self.progress.update(stage, self.state.experiments.next_run)
@@ -67,12 +83,17 @@ class IdeaContext:
         self.console.print(f"[bold]{self.idea.name}[/] [cyan]{stage}[/] {text}", highlight=False)
 
 
+class _QuietFileHandler(logging.FileHandler):
+    def handleError(self, record):
+        pass  # a log line lost to a full disk is no reason for a traceback; the console has it
+
+
 def _logger(ws: Path) -> logging.Logger:
     log = logging.getLogger(f"harness.{ws.name}")
     log.setLevel(logging.INFO)
     log.propagate = False
     if not log.handlers:
-        h = logging.FileHandler(ws / "harness.log", encoding="utf-8")
+        h = _QuietFileHandler(ws / "harness.log", encoding="utf-8")
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(h)
     return log
@@ -101,6 +122,9 @@ def resume_idea(cfg: HarnessConfig, ws_path: Path, settings: AgentSettings, cons
     spec = load_template(state.template)
     ctx = IdeaContext(cfg, spec, idea, ws, state, console, _logger(ws.path), settings)
     state.status, state.error = "running", ""
+    if kill_stale_group(state.child_pgid, ws.path):
+        ctx.say("resume", f"killed process group {state.child_pgid}, left running by the interrupted harness")
+    state.child_pgid = None
     ctx.save()
     ctx.say("resume", f"workspace {ws.path} (stages: {', '.join(f'{k}={v}' for k, v in state.stages.items())})")
     return ctx
@@ -127,6 +151,8 @@ def _run_stages(ctx: IdeaContext, stages: list, last: int, t0: float) -> None:
             if ctx.state.stage_done(name) or STAGES.index(name) > last:
                 continue
             ctx.state.stages[name] = "running"
+            # a resumed stage may find what a run killed mid-way left (see links.py)
+            ctx.record_undone(name, "before the stage", ctx.ws.remove_special_files())
             ctx.save()
             fn(ctx)
             if ctx.state.stages[name] == "running":  # a stage may end as skipped or failed
@@ -134,14 +160,37 @@ def _run_stages(ctx: IdeaContext, stages: list, last: int, t0: float) -> None:
             ctx.save()
         ctx.state.status = "done"
     except IdeaStopped as exc:
-        running = [k for k, v in ctx.state.stages.items() if v == "running"]
-        for k in running:
-            ctx.state.stages[k] = "stopped"
-        ctx.state.status, ctx.state.error = "stopped", str(exc)
-        ctx.say("stopped", f"{exc}")
+        _stop(ctx, str(exc))
+    except (OSError, git.GitCommandError) as exc:
+        if not disk_full(exc):
+            raise
+        what = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _stop(ctx, f"disk full: no space left on device for writing in {ctx.path}{what}; free space on "
+                   f"that disk and run --resume {ctx.path}")
     finally:
-        ctx.save()
-        if ctx._agent is not None:
-            ctx.say(ctx.state.status, f"tokens {ctx.agent.tokens}, cost ${ctx.agent.cost:.4f}")
-        # whatever the harness wrote last (logs, chat) is part of the record
-        ctx.ws.commit(f"[harness] {ctx.state.status}\n\nafter {time.monotonic() - t0:.0f} s")
+        # On a full disk these writes fail too; state.json then stays as last saved (it is
+        # written atomically), which --resume handles like a harness killed at that moment.
+        try:
+            ctx.save()
+            if ctx._agent is not None:
+                ctx.say(ctx.state.status, f"tokens {ctx.agent.tokens}, cost ${ctx.agent.cost:.4f}")
+            # whatever the harness wrote last (logs, chat) is part of the record
+            ctx.ws.commit(f"[harness] {ctx.state.status}\n\nafter {time.monotonic() - t0:.0f} s")
+        except (OSError, git.GitCommandError) as exc:
+            if not disk_full(exc):
+                raise
+
+
+def _stop(ctx: IdeaContext, why: str) -> None:
+    for k, v in ctx.state.stages.items():
+        if v == "running":
+            ctx.state.stages[k] = "stopped"
+    ctx.state.status, ctx.state.error = "stopped", why
+    ctx.say("stopped", why)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC or a quota, from Python or from a git command that hit it."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, git.GitCommandError) and "No space left on device" in str(exc.stderr)

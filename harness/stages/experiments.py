@@ -142,10 +142,15 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
 
             def record_pgid(pgid: int) -> None:
                 prog.pending_pgid = pgid
-                ctx.save()
+                ctx.child_started(pgid)
 
             outcome = run_experiment(ctx.path, ctx.spec, index, ctx.run_timeout, ws.head(), on_start=record_pgid,
                                      sandbox=ctx.sandbox)
+            ctx.state.child_pgid = None
+            if outcome.removed:
+                ctx.record_undone(STAGE, tag, outcome.removed)
+                prog.next_message = render("removed_files", items=[e.describe() for e in outcome.removed]) \
+                    + prog.next_message
         if not outcome.ok:
             _failed(ctx, outcome)
             return
