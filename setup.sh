@@ -84,19 +84,34 @@ got=$(.venvs/sae/bin/python -c 'import torch; print(torch.__version__.split("+")
 # --- TeX (the writeup stage compiles the paper; checked before any model call) --
 bash envs/tex.sh || die "TeX tools missing (see the line above)"
 
+# --- Debian packages ----------------------------------------------------------
+apt_install() {  # apt_install PKG... -> 0 when installed (tries the local index first)
+  [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 || return 1
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 \
+         && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1; }
+}
+
+# Word lists: the SAE template's word-language probing set (five languages) reads them.
+WORDLISTS=(american-english:wamerican ngerman:wngerman french:wfrench spanish:wspanish italian:witalian)
+missing=()
+for pair in "${WORDLISTS[@]}"; do
+  [ -s "/usr/share/dict/${pair%%:*}" ] || missing+=("${pair##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing word lists ${missing[*]} (the SAE template's word-language probe data)"
+  apt_install "${missing[@]}" \
+    || die "could not install ${missing[*]}; run: apt-get install ${missing[*]} (or drop word_language from sparse_probing.datasets in templates/sae_variants/experiment_config.yaml)"
+fi
+
 # --- headless Chromium: the report tests render the HTML report and inspect a screenshot
 bash envs/browser.sh || echo "setup: no chromium; the report's browser test will be skipped"
 
-# --- bubblewrap: lets the harness run agent-written code without network and with a
-# read-only view outside the workspace; without it the harness falls back to process limits
+# bubblewrap lets the harness run agent-written code without network and with a read-only
+# view outside the workspace; without it the harness falls back to process limits.
 if ! command -v bwrap >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1; } \
-      || echo "setup: could not install bubblewrap; experiments will run with process-level isolation only"
-  else
-    echo "setup: bubblewrap missing (apt-get install bubblewrap); experiments will run with process-level isolation only"
-  fi
+  apt_install bubblewrap \
+    || echo "setup: could not install bubblewrap (apt-get install bubblewrap); experiments will run with process-level isolation only"
 fi
 
 echo "setup: ready"

@@ -110,17 +110,23 @@ def summary(name: str, wall: float, info: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspace and cache")
+    parser.add_argument("--warm-only", action="store_true",
+                        help="skip the cold run: use the machine's cache ($SAE_HARNESS_CACHE or "
+                             "~/.cache/sae_harness/activations), built by an earlier run")
     args = parser.parse_args()
     import torch
 
     root = Path(tempfile.mkdtemp(prefix="sae-template-bench-"))
     cache = root / "cache"
+    if args.warm_only:
+        cache = Path(os.environ.get("SAE_HARNESS_CACHE") or "~/.cache/sae_harness/activations").expanduser()
     print(f"workspace and cache under {root}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"load average before {os.getloadavg()[0]:.2f}")
     try:
         ws = make_workspace(root)
-        cold_wall, cold = run(ws, cache, "run_cold")
-        summary("cold (empty cache)", cold_wall, cold)
+        if not args.warm_only:
+            cold_wall, cold = run(ws, cache, "run_cold")
+            summary("cold (empty cache)", cold_wall, cold)
         warm_wall, warm = run(ws, cache, "run_warm")
         summary("warm (cache present)", warm_wall, warm)
 

@@ -32,6 +32,7 @@ from rich.console import Console  # noqa: E402
 from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt,  # noqa: E402
                       wait_exponential)
 
+from harness.edit_guard import guard_edits  # noqa: E402
 from harness.errors import IdeaStopped, UserError  # noqa: E402
 
 import litellm  # noqa: E402  (after the environment variable above)
@@ -89,6 +90,9 @@ class CallRecord:
     prompt: str = ""
     """The user message of the turn (file contents and history are not repeated here)."""
     reply: str = ""
+    request: str = ""
+    """The last user message of this request, when it is not the turn's prompt: aider's own
+    follow-ups (e.g. "SEARCH/REPLACE block failed to match"). Replays check it."""
 
 
 @dataclass
@@ -235,11 +239,13 @@ class ChatSession:
         # fixed order makes prompts reproducible (resume re-asks, replays match).
         self.coder.abs_fnames = _SortedSet(self.coder.abs_fnames)
         self.coder.abs_read_only_fnames = _SortedSet(self.coder.abs_read_only_fnames)
+        # (path, reason) of edits aider refused: outside the workspace, in .git, git-ignored
+        self.refused = guard_edits(self.coder, ws)
         self._main_thread = threading.get_ident()
         self._api_error: Exception | None = None
         self._call_started = 0.0
         self._pending: list[CallRecord] = []
-        self._turn, self._attempt, self._prompt = 0, 0, ""
+        self._turn, self._attempt, self._prompt, self._request = 0, 0, "", ""
         self._wrap_model_calls()
 
     def _wrap_model_calls(self) -> None:
@@ -250,6 +256,9 @@ class ChatSession:
         def send_completion(*args, **kwargs):
             if threading.get_ident() == self._main_thread:
                 self._call_started = time.monotonic()
+                messages = args[0] if args else kwargs.get("messages", [])
+                self._request = next((str(m.get("content", "")) for m in reversed(messages)
+                                      if m.get("role") == "user"), "")
             try:
                 return send(*args, **kwargs)
             except Exception as exc:
@@ -274,7 +283,9 @@ class ChatSession:
             turn=self._turn, attempt=self._attempt, model=self.agent.settings.model,
             prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens),
             cost_usd=float(cost), latency_s=round(time.monotonic() - self._call_started, 3),
-            ok=ok, error=error, prompt=self._prompt, reply=reply)
+            ok=ok, error=error, prompt=self._prompt, reply=reply,
+            # aider may append its format reminder to the turn's own message: that is not a follow-up
+            request="" if self._request.strip().startswith(self._prompt.strip()) else self._request[:2000])
         self._pending.append(rec)
         self.agent.record(rec)
 
@@ -317,6 +328,9 @@ class ChatSession:
             for p, data in files.items():  # a reply cut off mid-stream may have half-applied edits
                 Path(p).write_bytes(data)
             if err is not None:
+                text = str(err)
+                if "replay diverged" in text:  # our own server's words; litellm's wrapping adds nothing
+                    raise IdeaStopped(text[text.index("replay diverged"):])
                 if not LiteLLMExceptions().get_ex_info(err).retry:
                     raise IdeaStopped(f"model API refused the request: {type(err).__name__}: {str(err)[:300]}")
                 raise TransientAPIError(f"{type(err).__name__}: {str(err)[:300]}")

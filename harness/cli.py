@@ -14,9 +14,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from harness import models
 from harness.config import HarnessConfig, apply_values, build_config, field_docs
 from harness.errors import UserError
 from harness.ideas import load_idea
+from harness.progress import run_table
 from harness.sandbox import make_sandbox
 from harness.state import load_state
 from harness.template import load_template
@@ -62,43 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(cfg: HarnessConfig, console: Console):
-    """Resolve the model string into agent settings; starts the scripted server if asked."""
-    from harness.agent import AgentSettings, check_model_keys
-
-    if not cfg.model:
-        raise UserError("no model given; pass --model (e.g. openai/gpt-4o, anthropic/claude-sonnet-4-5, "
-                        "or scripted:tests/scripts/FILE.yaml for the offline scripted stand-in)")
-    common = dict(edit_format=cfg.edit_format, stream=cfg.stream, attempts=cfg.api_attempts,
-                  retry_wait=cfg.api_retry_wait, request_timeout=cfg.request_timeout,
-                  budget_usd=cfg.budget_usd, budget_tokens=cfg.budget_tokens, model_metadata=cfg.model_metadata)
-    if cfg.model.startswith("scripted:"):
-        from harness.scripted_llm import ScriptedLLM, load_script
-
-        script = Path(cfg.model.split(":", 1)[1])
-        llm = ScriptedLLM(load_script(script)).start()
-        console.print(f"[yellow]scripted model:[/] replies are read from {script} (no language model involved)")
-        return AgentSettings(model="openai/scripted", api_base=llm.url, api_key="sk-scripted", **common)
-    settings = AgentSettings(model=cfg.model, api_base=cfg.api_base, **common)
-    check_model_keys(settings)
-    return settings
-
-
 def _summary(console: Console, rows: list[tuple]) -> None:
     table = Table(title="Ideas")
-    for col in ("idea", "status", "runs", "workspace", "note"):
+    for col in ("idea", "status", "runs", "note"):
         table.add_column(col)
     for row in rows:
-        table.add_row(*[str(x) for x in row])
+        table.add_row(*[str(x) for x in row[:4]])
     console.print(table)
 
 
-def run(argv: list[str]) -> int:
-    from harness.subcommands import dispatch
+SUBCOMMANDS = {"history": "harness.history", "batch": "harness.batch.cli", "leaderboard": "harness.leaderboard",
+               "report": "harness.report"}
+"""`run_harness.py NAME ...`: sub-commands, each a module with main(argv) imported only when named."""
 
-    status = dispatch(argv)
-    if status is not None:
-        return status
+
+def run(argv: list[str]) -> int:
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     if not args.idea and not args.resume:
         raise UserError("nothing to do: pass --idea PATH (or --resume WORKSPACE)")
@@ -119,37 +103,46 @@ def run(argv: list[str]) -> int:
         # the workspace's own settings, then whatever this command line changes
         cfg = apply_values(HarnessConfig(), {k: v for k, v in saved.items()}, f"{args.resume}/state.json")
         cfg = apply_values(cfg, {k: v for k, v in cli_values.items() if v is not None}, "command line")
-        settings = _settings(cfg, console)
-        from harness.pipeline import resume_idea
-
-        contexts = [lambda: resume_idea(cfg, args.resume.resolve(), settings, console)]
+        jobs = [(args.resume.resolve(), load_idea(args.resume.resolve() / "idea.json"))]
     else:
-        for path in args.idea:
-            load_idea(path)  # every idea file is checked before any work starts
-        load_template(cfg.template)
+        jobs = [(path, load_idea(path)) for path in args.idea]  # every idea is checked before any work
+        load_template(cfg.template).merged_settings(cfg.template_settings)  # a bad setting fails now
         make_sandbox(cfg.sandbox, cfg.run_memory_gb, None)  # 'namespace' where bubblewrap cannot run
-        settings = _settings(cfg, console)
-        from harness.pipeline import new_idea
-
-        contexts = [lambda p=p: new_idea(cfg, p, settings, console) for p in args.idea]
+    choices = [models.resolve(cfg, idea, console) for _, idea in jobs]  # a missing key fails here
 
     # imported only now: aider and litellm take seconds to load, and bad input should not wait
-    from harness.pipeline import run_stages
+    from harness.pipeline import new_idea, resume_idea, run_stages
     from harness.preflight import preflight
 
-    preflight(cfg, settings)
+    for choice in choices:
+        preflight(cfg, choice.settings)
 
     rows, status = [], EXIT_OK
-    for make in contexts:
-        ctx = make()
+    for (path, _), choice in zip(jobs, choices):
+        console.print(f"[yellow]{choice.note}[/]")
+        if args.resume:
+            ctx = resume_idea(cfg, path, choice.settings, console)
+        else:
+            ctx = new_idea(cfg, path, choice.settings, console)
+        if choice.server is not None:
+            choice.server.persist(ctx.path / ".harness" / "model_server.json")
         state = run_stages(ctx)
+        if choice.server is not None and choice.server.beyond:
+            console.print(f"[yellow]{choice.server.beyond} request(s) came after the recording's last reply "
+                          "and were answered with no change[/]")
         runs = len([r for r in state.done_runs() if r.index > 0])
+        if state.done_runs():
+            console.print(run_table(ctx.spec, ctx.path, state))
         paper = ctx.path / "paper.pdf"
-        note = state.error or (f"paper: {paper}" if paper.exists() else state.experiments.stop_reason)
-        rows.append((state.idea, state.status, runs, ctx.path, note))
+        note = state.error or ("paper.pdf written" if paper.exists() else state.experiments.stop_reason)
+        rows.append((state.idea, state.status, runs, note, ctx.path))
         if state.status != "done":
             status = EXIT_STOPPED
     _summary(console, rows)
+    for row in rows:  # whole paths, unwrapped, for copying
+        paper = Path(row[4]) / "paper.pdf"
+        console.print(f"{row[0]}: {'paper ' + str(paper) if paper.exists() else 'workspace ' + str(row[4])}",
+                      soft_wrap=True)
     return status
 
 

@@ -25,7 +25,9 @@ class HarnessConfig:
     template: str = "sae_variants"
     """Template folder under templates/ (or a path to one) copied into each workspace."""
     model: str = ""
-    """litellm model string (openai/gpt-4o, anthropic/claude-sonnet-4-5, ...) or scripted:FILE."""
+    """litellm model string (claude-sonnet-4-5, gpt-5, ...), scripted:FILE or replay:RECORDING; empty: the first provider with an API key set, else the idea's recording."""
+    recordings: Path = REPO_ROOT / "recordings"
+    """Folder of recorded sessions (NAME.jsonl, from a workspace's chat.jsonl) replayed when no model is given."""
     api_base: str | None = None
     """Base URL of an OpenAI-compatible server (ollama, vLLM, llama.cpp)."""
     stop_after: str = "writeup"
@@ -70,10 +72,13 @@ class HarnessConfig:
     """Experiment/plot processes at once (default: one per GPU in --gpus; without GPUs, a quarter of the cores)."""
     gpus: str | None = None
     """GPU ids experiments may use, comma-separated, or none for CPU slots (default: every visible GPU)."""
+    template_settings: dict[str, Any] = field(default_factory=dict)
+    """Values merged into the template's settings file in each new workspace (sae_variants: experiment_config.yaml, e.g. {model: pythia-70m-deduped, device: cuda})."""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["workspace_root"] = str(self.workspace_root)
+        out["recordings"] = str(self.recordings)
         return out
 
 

@@ -158,10 +158,11 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
                 kill_group(pgid)
                 proc.wait()
                 _LIVE_GROUPS.discard(pgid)
+            if timed_out:
+                # through the handle the run had, not the path: the run may have swapped
+                # stderr.log for a link pointing outside the workspace (see links.py)
+                err.write(f"\n[harness] killed after the {timeout_s:g} s timeout (process group {pgid})\n".encode())
         duration = round(time.monotonic() - t0, 3)
-    if timed_out:
-        with stderr_path.open("a") as err:
-            err.write(f"\n[harness] killed after the {timeout_s:g} s timeout (process group {pgid})\n")
     return ProcessResult(command=command, exit_code=None if timed_out else proc.returncode,
                          duration_s=duration, timed_out=timed_out, started_at=started, pgid=pgid,
                          device=slot.describe() if slot is not None else "", slot_wait_s=round(waited, 3))

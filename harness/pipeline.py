@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import git
 from rich.console import Console
 
-from harness.agent import Agent, AgentSettings
+from harness.agent import CHAT_LOG, Agent, AgentSettings, read_totals
 from harness.batch.slots import SlotPool
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
+from harness.executor import kill_stale_group
 from harness.ideas import Idea, load_idea
+from harness.progress import Progress
 from harness.sandbox import Sandbox, make_sandbox
 from harness.state import STAGES, State, load_state, save_state
 from harness.template import TemplateSpec, load_template
-from harness.workspace import Workspace
+from harness.workspace import RevertedEdit, Workspace
 
 
 @dataclass
@@ -35,6 +39,7 @@ class IdeaContext:
     slots: SlotPool | None = None
     """Device slots shared with the other ideas of a batch (None: a lone idea runs at once)."""
     _agent: Agent | None = field(default=None, repr=False)
+    progress: Progress | None = field(default=None, repr=False)
 
     @property
     def path(self) -> Path:
@@ -57,9 +62,33 @@ class IdeaContext:
     def save(self) -> None:
         save_state(self.path, self.state)
 
+    def totals(self) -> tuple[int, float]:
+        """Tokens and dollars this idea has spent so far (all sessions, resumed ones included)."""
+        return (self._agent.tokens, self._agent.cost) if self._agent else read_totals(self.path / CHAT_LOG)
+
+    def record_undone(self, stage: str, when: str, edits: list[RevertedEdit]) -> None:
+        """Keep in state.json (and say) what the harness undid, for a reviewer and for resume."""
+        for e in edits:
+            self.state.undone.append({"stage": stage, "when": when, "path": e.path, "action": e.action,
+                                      "detail": e.detail})
+        if edits:
+            self.say(stage, f"{when}: undid {'; '.join(e.describe() for e in edits)}")
+
+    def child_started(self, pgid: int | None) -> None:
+        """Record (None: forget) the process group of a run, so a resume can kill what a crash left."""
+        self.state.child_pgid = pgid
+        self.save()
+
     def say(self, stage: str, text: str) -> None:
+        if self.progress:
+            self.progress.update(stage, self.state.experiments.next_run)
         self.log.info("[%s] %s", stage, text)
         self.console.print(f"[bold]{self.idea.name}[/] [cyan]{stage}[/] {text}", highlight=False)
+
+
+class _QuietFileHandler(logging.FileHandler):
+    def handleError(self, record):
+        pass  # a log line lost to a full disk is no reason for a traceback; the console has it
 
 
 def _logger(ws: Path) -> logging.Logger:
@@ -67,7 +96,7 @@ def _logger(ws: Path) -> logging.Logger:
     log.setLevel(logging.INFO)
     log.propagate = False
     if not log.handlers:
-        h = logging.FileHandler(ws / "harness.log", encoding="utf-8")
+        h = _QuietFileHandler(ws / "harness.log", encoding="utf-8")
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(h)
     return log
@@ -78,7 +107,7 @@ def new_idea(cfg: HarnessConfig, idea_path: Path, settings: AgentSettings, conso
     spec = load_template(cfg.template)
     if not spec.python.exists():
         raise UserError(f"template {spec.name} runs with {spec.python}, which does not exist; run `bash setup.sh` first")
-    ws = Workspace.create(cfg.workspace_root, idea, spec)
+    ws = Workspace.create(cfg.workspace_root, idea, spec, settings=cfg.template_settings)
     state = State(idea=idea.name, template=str(spec.root), created=datetime.now().isoformat(timespec="seconds"),
                   config=cfg.to_dict(), stages={s: "pending" for s in STAGES})
     save_state(ws.path, state)
@@ -96,6 +125,9 @@ def resume_idea(cfg: HarnessConfig, ws_path: Path, settings: AgentSettings, cons
     spec = load_template(state.template)
     ctx = IdeaContext(cfg, spec, idea, ws, state, console, _logger(ws.path), settings)
     state.status, state.error = "running", ""
+    if kill_stale_group(state.child_pgid, ws.path):
+        ctx.say("resume", f"killed process group {state.child_pgid}, left running by the interrupted harness")
+    state.child_pgid = None
     ctx.save()
     ctx.say("resume", f"workspace {ws.path} (stages: {', '.join(f'{k}={v}' for k, v in state.stages.items())})")
     return ctx
@@ -109,12 +141,21 @@ def run_stages(ctx: IdeaContext) -> State:
               ("writeup", writeup.run)]
     last = STAGES.index(ctx.cfg.stop_after)
     t0 = time.monotonic()
+    with Progress(ctx.console, ctx.idea.name, ctx.cfg.max_runs, ctx.totals) as ctx.progress:
+        _run_stages(ctx, stages, last, t0)
+    ctx.progress = None
+    return ctx.state
+
+
+def _run_stages(ctx: IdeaContext, stages: list, last: int, t0: float) -> None:
     ctx.say("setup", f"isolation of agent-written code: {ctx.sandbox.describe()}")
     try:
         for name, fn in stages:
             if ctx.state.stage_done(name) or STAGES.index(name) > last:
                 continue
             ctx.state.stages[name] = "running"
+            # a resumed stage may find what a run killed mid-way left (see links.py)
+            ctx.record_undone(name, "before the stage", ctx.ws.remove_special_files())
             ctx.save()
             fn(ctx)
             if ctx.state.stages[name] == "running":  # a stage may end as skipped or failed
@@ -122,15 +163,37 @@ def run_stages(ctx: IdeaContext) -> State:
             ctx.save()
         ctx.state.status = "done"
     except IdeaStopped as exc:
-        running = [k for k, v in ctx.state.stages.items() if v == "running"]
-        for k in running:
-            ctx.state.stages[k] = "stopped"
-        ctx.state.status, ctx.state.error = "stopped", str(exc)
-        ctx.say("stopped", f"{exc}")
+        _stop(ctx, str(exc))
+    except (OSError, git.GitCommandError) as exc:
+        if not disk_full(exc):
+            raise
+        what = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _stop(ctx, f"disk full: no space left on device for writing in {ctx.path}{what}; free space on "
+                   f"that disk and run --resume {ctx.path}")
     finally:
-        ctx.save()
-        if ctx._agent is not None:
-            ctx.say(ctx.state.status, f"tokens {ctx.agent.tokens}, cost ${ctx.agent.cost:.4f}")
-        # whatever the harness wrote last (logs, chat) is part of the record
-        ctx.ws.commit(f"[harness] {ctx.state.status} after {time.monotonic() - t0:.0f} s")
-    return ctx.state
+        # On a full disk these writes fail too; state.json then stays as last saved (it is
+        # written atomically), which --resume handles like a harness killed at that moment.
+        try:
+            ctx.save()
+            if ctx._agent is not None:
+                ctx.say(ctx.state.status, f"tokens {ctx.agent.tokens}, cost ${ctx.agent.cost:.4f}")
+            # whatever the harness wrote last (logs, chat) is part of the record
+            ctx.ws.commit(f"[harness] {ctx.state.status}\n\nafter {time.monotonic() - t0:.0f} s")
+        except (OSError, git.GitCommandError) as exc:
+            if not disk_full(exc):
+                raise
+
+
+def _stop(ctx: IdeaContext, why: str) -> None:
+    for k, v in ctx.state.stages.items():
+        if v == "running":
+            ctx.state.stages[k] = "stopped"
+    ctx.state.status, ctx.state.error = "stopped", why
+    ctx.say("stopped", why)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """ENOSPC or a quota, from Python or from a git command that hit it."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, git.GitCommandError) and "No space left on device" in str(exc.stderr)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -11,6 +11,7 @@ from harness.executor import ProcessResult, run_process, scrubbed_env, tail, wri
 from harness.results import ResultsError, read_final_info
 from harness.sandbox import Sandbox
 from harness.template import TemplateSpec
+from harness.workspace import RevertedEdit, Workspace
 
 if TYPE_CHECKING:
     from harness.batch.slots import SlotPool
@@ -26,6 +27,8 @@ class RunOutcome:
     info: dict[str, Any] | None
     error: str
     """Why the run counts as failed ('' if it succeeded)."""
+    removed: list[RevertedEdit] = field(default_factory=list)
+    """Links and other special files the run left, removed (see links.py)."""
 
     @property
     def ok(self) -> bool:
@@ -46,6 +49,9 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
     proc = run_process(command, workspace, folder / "stdout.log", folder / "stderr.log",
                        timeout_s, env=scrubbed_env(), on_start=on_start, sandbox=sandbox,
                        slots=slots, slot_label=f"run_{index}")
+    # before the harness writes meta.json or reads anything the run left
+    removed = Workspace(workspace).remove_special_files()
+    folder.mkdir(exist_ok=True)  # the run may have replaced its folder by a link, now removed
     info, error = None, ""
     if proc.timed_out:
         error = f"it was killed after the {timeout_s:g} s timeout"
@@ -58,8 +64,9 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
             error = str(exc)
     write_meta(folder, proc, run=index, commit=commit, status="ok" if not error else "failed",
                error=error, command_line=f"python experiment.py --out_dir=run_{index}",
-               isolation=sandbox.describe() if sandbox else "process (no limits)")
-    return RunOutcome(index, folder, proc, info, error)
+               isolation=sandbox.describe() if sandbox else "process (no limits)",
+               removed=[r.describe() for r in removed])
+    return RunOutcome(index, folder, proc, info, error, removed)
 
 
 def set_aside(workspace: Path, index: int, kind: str) -> Path | None:

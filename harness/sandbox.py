@@ -2,8 +2,9 @@
 
 Two levels, the better one chosen when it works on this machine:
   namespace  bubblewrap: no network at all, the file system read-only except the
-             workspace and ~/.cache (activation caches live there; TMPDIR points into
-             the workspace's .harness/), its own PID namespace; plus the process level.
+             workspace (its .git read-only too) and ~/.cache (activation caches live
+             there; TMPDIR points into the workspace's .harness/), its own PID
+             namespace; plus the process level.
   process    own process group (a timeout kills the children too), rlimits on memory
              and CPU time, an environment without credentials.
 The level in force is printed at the start of an idea and written into each run's
@@ -62,8 +63,11 @@ class Sandbox:
         # interpreter or the workspace itself may live under /tmp (a clone there, CI).
         tmp = cwd / ".harness" / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
+        # .git read-only on top: the harness runs git outside the sandbox, and a hook or a
+        # config entry (core.fsmonitor, ...) written by the run would execute there
+        git_dir = ["--ro-bind", str(cwd / ".git"), str(cwd / ".git")] if (cwd / ".git").is_dir() else []
         return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--bind", str(cache), str(cache), "--bind", str(cwd), str(cwd),
+                "--bind", str(cache), str(cache), "--bind", str(cwd), str(cwd), *git_dir,
                 "--setenv", "TMPDIR", str(tmp),
                 "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
                 "--chdir", str(cwd), "--", *command]

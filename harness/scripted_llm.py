@@ -36,12 +36,21 @@ PREFLIGHT_MARKER = "harness preflight: reply OK"
 """The CLI's is-the-model-there request; answered without consuming the script."""
 
 
+def is_edit_failure(message: str) -> bool:
+    """aider's message after an edit that did not apply: '# N SEARCH/REPLACE block(s) failed to match!'."""
+    return "SEARCH/REPLACE block" in message and "failed to match" in message
+
+
 @dataclass
 class Entry:
     reply: str = ""
     status: int = 200
     delay: float = 0.0
     expect: str = ""
+    edit_failed: bool | None = None
+    """Replays only: whether the recorded request reported a failed edit (None: unknown)."""
+    origin: str = ""
+    """Replays only: where the reply was recorded, for messages."""
 
 
 def load_script(path: Path) -> list[Entry]:
@@ -82,12 +91,18 @@ class _QuietServer(ThreadingHTTPServer):
 class ScriptedLLM:
     """Holds the script and serves it over HTTP from a background thread."""
 
-    def __init__(self, entries: list[Entry], host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, entries: list[Entry], host: str = "127.0.0.1", port: int = 0,
+                 exhausted_reply: str | None = None):
         self.entries = entries
         self.position = 0
+        self.exhausted_reply = exhausted_reply
+        """Answer for requests after the last entry (replays); None: an HTTP 500 (scripts)."""
+        self.beyond = 0
         self.requests: list[dict[str, Any]] = []
         self._answered: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._state_path: Path | None = None
+        self._last_origin = "the start"
         self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -110,6 +125,24 @@ class ScriptedLLM:
         self._server.shutdown()
         self._server.server_close()
 
+    def persist(self, path: Path) -> None:
+        """Keep the script position and the answered requests in `path`, so that a resumed
+        idea continues the script where it stopped (and a re-sent turn gets its old reply)."""
+        with self._lock:
+            self._state_path = path
+            if path.exists():
+                saved = json.loads(path.read_text(encoding="utf-8"))
+                self.position, self._answered = int(saved["position"]), dict(saved["answered"])
+            else:
+                self._save()
+
+    def _save(self) -> None:
+        if self._state_path is not None:
+            self._state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"position": self.position, "answered": self._answered}), encoding="utf-8")
+            tmp.replace(self._state_path)
+
     def __enter__(self):
         return self.start()
 
@@ -131,6 +164,9 @@ class ScriptedLLM:
             if key in self._answered:
                 return 200, self._answered[key], 0.0, "repeat"
             if self.position >= len(self.entries):
+                self.beyond += 1
+                if self.exhausted_reply is not None:
+                    return 200, self.exhausted_reply, 0.0, "beyond"
                 return 500, f"scripted model: script exhausted after {len(self.entries)} replies", 0.0, "exhausted"
             entry = self.entries[self.position]
             self.position += 1
@@ -138,8 +174,17 @@ class ScriptedLLM:
             if entry.expect and entry.expect not in last_user:
                 return 400, (f"scripted model: reply {self.position} expects a prompt containing "
                              f"{entry.expect!r}; got: {last_user[:300]!r}"), 0.0, "unexpected"
+            if entry.edit_failed is not None and entry.edit_failed != is_edit_failure(last_user):
+                # the request answers the previous reply, so that reply is where the paths part
+                what = (f"the edit recorded at {self._last_origin} no longer applies to the files"
+                        if not entry.edit_failed else
+                        f"the edit recorded at {self._last_origin} failed then but applies now")
+                return 400, (f"replay diverged from the recording: {what} (the template or the recording "
+                             "changed); re-record this idea with a live model"), 0.0, "diverged"
+            self._last_origin = entry.origin
             if entry.status == 200:
                 self._answered[key] = entry.reply
+            self._save()
             return entry.status, entry.reply, entry.delay, "script"
 
     def _handler_class(self):

@@ -79,6 +79,9 @@ class TemplateSpec:
     baseline_inputs: tuple[str, ...]
     metrics: tuple[Metric, ...]
     degenerate: tuple[DegenerateRule, ...]
+    settings_file: str | None = None
+    """A YAML file of the template's own settings that the harness config may override
+    (`template_settings`) in each new workspace, e.g. a smaller model or fewer tokens."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -86,21 +89,54 @@ class TemplateSpec:
         """The interpreter experiments run with (never the harness's own)."""
         return REPO_ROOT / ".venvs" / self.python_env / "bin" / "python"
 
-    def baseline_key(self) -> str:
-        """Hash of everything run_0 depends on, so a cached baseline is reused only when valid."""
+    def baseline_key(self, root: Path | None = None) -> str:
+        """Hash of everything run_0 depends on, so a cached baseline is reused only when valid.
+        `root`: a workspace, whose settings file may differ from the template's."""
+        root = root or self.root
         h = hashlib.sha256()
         h.update(self.name.encode())
         stamp = REPO_ROOT / ".venvs" / self.python_env / ".stamp"
         if stamp.exists():
             h.update(stamp.read_bytes())
         for rel in self.baseline_inputs:
-            p = self.root / rel
+            p = root / rel
             files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
             for f in files:
                 if f.is_file() and "__pycache__" not in f.parts:
-                    h.update(str(f.relative_to(self.root)).encode())
+                    h.update(str(f.relative_to(root)).encode())
                     h.update(f.read_bytes())
         return h.hexdigest()[:16]
+
+    def merged_settings(self, overrides: dict[str, Any]) -> dict[str, Any] | None:
+        """The settings file with `overrides` merged in; every key must already exist there,
+        so a typo is an error now rather than a setting silently ignored hours later."""
+        if not overrides:
+            return None
+        if not self.settings_file:
+            raise UserError(f"template_settings given, but template {self.name} has no settings_file "
+                            "in its template.yaml; remove template_settings from the config")
+        path = self.root / self.settings_file
+        base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+        def merge(into: dict, new: dict, where: str) -> dict:
+            out = dict(into)
+            for key, value in new.items():
+                if key not in into:
+                    raise UserError(f"template_settings: '{where}{key}' is not a setting in {path} "
+                                    f"(known: {', '.join(map(str, into))})")
+                both_maps = isinstance(value, dict) and isinstance(into[key], dict)
+                out[key] = merge(into[key], value, f"{where}{key}.") if both_maps else value
+            return out
+
+        return merge(base, overrides, "")
+
+    def write_settings(self, workspace: Path, overrides: dict[str, Any]) -> None:
+        merged = self.merged_settings(overrides)
+        if merged is not None:
+            header = (f"# {self.name} settings with the harness config's template_settings applied;\n"
+                      f"# the template's own copy ({self.settings_file}) explains each value.\n")
+            (workspace / self.settings_file).write_text(header + yaml.safe_dump(merged, sort_keys=False),
+                                                        encoding="utf-8")
 
 
 def _str_list(data: dict, key: str, src: str) -> tuple[str, ...]:
@@ -142,7 +178,7 @@ def load_template(name_or_path: str) -> TemplateSpec:
             raise UserError(f"{src}: degenerate[{i}] needs a metric from 'metrics' and an op in {', '.join(_OPS)}")
         rules.append(DegenerateRule(r["metric"], r["op"], float(r["value"]), str(r.get("reason", ""))))
     known_keys = {"name", "description", "python_env", "run_timeout", "editable", "protected",
-                  "baseline_inputs", "metrics", "degenerate"}
+                  "baseline_inputs", "metrics", "degenerate", "settings_file"}
     timeout = data.get("run_timeout", 1800)
     if not isinstance(timeout, int) or timeout <= 0:
         raise UserError(f"{src}: 'run_timeout' must be a positive whole number of seconds")
@@ -157,5 +193,6 @@ def load_template(name_or_path: str) -> TemplateSpec:
         baseline_inputs=_str_list(data, "baseline_inputs", src) or ("experiment.py",),
         metrics=tuple(metrics),
         degenerate=tuple(rules),
+        settings_file=str(data["settings_file"]) if data.get("settings_file") else None,
         extra={k: v for k, v in data.items() if k not in known_keys},
     )

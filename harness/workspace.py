@@ -18,6 +18,7 @@ import git
 
 from harness.errors import UserError
 from harness.ideas import Idea
+from harness.links import find_special
 from harness.template import TemplateSpec
 
 HARNESS_DIR = ".harness"
@@ -64,7 +65,12 @@ def _sha(path: Path) -> str:
 class RevertedEdit:
     path: str
     action: str
-    """'restored' (tracked file put back) or 'moved' (new file moved to .harness/rejected)."""
+    """'restored' (tracked file put back), 'moved' (new file moved to .harness/rejected) or
+    'removed' (a link or other special file a run left; see links.py)."""
+    detail: str = ""
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.detail}): {self.action}" if self.detail else f"{self.path}: {self.action}"
 
 
 class Workspace:
@@ -77,7 +83,8 @@ class Workspace:
 
     # --- creation ----------------------------------------------------------
     @classmethod
-    def create(cls, root: Path, idea: Idea, template: TemplateSpec, now: datetime | None = None) -> Workspace:
+    def create(cls, root: Path, idea: Idea, template: TemplateSpec, now: datetime | None = None,
+               settings: dict | None = None) -> Workspace:
         now = now or datetime.now()
         root.mkdir(parents=True, exist_ok=True)
         base = f"{now:%Y%m%d_%H%M%S}_{idea.name}"
@@ -86,6 +93,7 @@ class Workspace:
             n += 1
             path = root / f"{base}_{n}"
         shutil.copytree(template.root, path, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git"))
+        template.write_settings(path, settings or {})  # in the first commit: part of what the idea started from
         (path / "idea.json").write_text(json.dumps(idea.raw, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         own = (path / ".gitignore").read_text(encoding="utf-8") if (path / ".gitignore").exists() else ""
         (path / ".gitignore").write_text(GITIGNORE + ("\n" + own if own else ""), encoding="utf-8")
@@ -178,6 +186,16 @@ class Workspace:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(self.path / rel), dest)
                 done.append(RevertedEdit(rel, "moved"))
+        return done
+
+    def remove_special_files(self) -> list[RevertedEdit]:
+        """Remove the links, FIFOs and sockets a run left; put back tracked files they replaced."""
+        done = []
+        for rel, what in find_special(self.path):
+            (self.path / rel).unlink()
+            if self._tracked(rel):
+                self.repo.git.checkout("HEAD", "--", rel)
+            done.append(RevertedEdit(rel, "removed" + (", restored from git" if self._tracked(rel) else ""), what))
         return done
 
     def stash_paths(self, paths: list[str], message: str) -> str | None:

@@ -46,7 +46,7 @@ def wants_batch(args: argparse.Namespace) -> bool:
                 or (args.idea and any(getattr(args, k) is not None for k in BATCH_KEYS)))
 
 
-def batch_command(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
     """`run_harness.py batch PATH... [options]`: PATH is an idea file or a folder of them."""
     from harness.cli import run
 
@@ -77,7 +77,8 @@ def _absolute(cfg: HarnessConfig) -> HarnessConfig:
     template = cfg.template
     if Path(template).exists():
         template = str(Path(template).resolve())
-    return replace(cfg, workspace_root=cfg.workspace_root.resolve(), model=model, template=template)
+    return replace(cfg, workspace_root=cfg.workspace_root.resolve(), model=model, template=template,
+                   recordings=Path(cfg.recordings).resolve())
 
 
 def _new_record(cfg: HarnessConfig, idea_paths: list[Path]) -> tuple[BatchRecord, dict[str, Path]]:
@@ -92,7 +93,7 @@ def _new_record(cfg: HarnessConfig, idea_paths: list[Path]) -> tuple[BatchRecord
             raise UserError(f"{seen[idea.name]} and {path} share the Name '{idea.name}'; give each idea its own Name")
         seen[idea.name] = path
         ideas[idea.name] = IdeaEntry(name=idea.name, title=idea.title, source=str(path.resolve()))
-    load_template(cfg.template)
+    load_template(cfg.template).merged_settings(cfg.template_settings)  # a bad setting fails now
     make_sandbox(cfg.sandbox, cfg.run_memory_gb, None)
     for name in ideas:
         idea_config(cfg, name)  # a per-idea script folder must have every idea's script
@@ -111,13 +112,24 @@ def _lock(batch_dir: Path) -> int:
     return fd
 
 
-def _preflight(cfg: HarnessConfig, first_idea: str, console: Console) -> None:
+def _preflight(cfg: HarnessConfig, idea_files: dict[str, Path], console: Console) -> None:
+    """Every idea's model resolves (a missing key or recording fails now, in one line) and
+    answers; the disk and TeX checks run once."""
+    from harness import models
     from harness.batch.worker import idea_config
-    from harness.cli import _settings
-    from harness.preflight import preflight
+    from harness.preflight import check_model, preflight
 
-    one = idea_config(cfg, first_idea)
-    preflight(one, _settings(one, console))
+    pinged: set[tuple[str, str | None]] = set()
+    for name, path in idea_files.items():
+        choice = models.resolve(idea_config(cfg, name), load_idea(path), console)
+        key = (choice.settings.model, choice.settings.api_base)
+        if not pinged:
+            preflight(cfg, choice.settings)
+        elif key not in pinged:
+            check_model(choice.settings)
+        pinged.add(key)
+        if choice.server is not None:
+            choice.server.stop()
 
 
 def run_batch(args: argparse.Namespace, cfg: HarnessConfig, cli_values: dict, console: Console) -> int:
@@ -137,11 +149,12 @@ def run_batch(args: argparse.Namespace, cfg: HarnessConfig, cli_values: dict, co
                 if e.status == "failed":
                     e.status = "queued"
         lock = _lock(batch_dir)
-        _preflight(cfg, next(iter(record.ideas)), console)
+        _preflight(cfg, {n: batch_dir / "ideas" / f"{n}.json" for n, e in record.ideas.items()
+                         if e.status in ("queued", "interrupted", "running")}, console)
     else:
         cfg = _absolute(cfg)
         record, sources = _new_record(cfg, list(args.idea))
-        _preflight(cfg, next(iter(record.ideas)), console)
+        _preflight(cfg, sources, console)
         batch_dir = new_batch_dir(cfg.workspace_root)
         record.id = batch_dir.name
         (batch_dir / "ideas").mkdir()

@@ -29,6 +29,7 @@ from harness.batch.record import load_batch, read_worker_note, write_worker_note
 from harness.batch.slots import HOLDS_LOG, FileSlotPool, SlotPool
 from harness.config import HarnessConfig, apply_values
 from harness.errors import UserError
+from harness.ideas import load_idea
 from harness.executor import live_groups
 
 EXIT_DONE, EXIT_STOPPED, EXIT_USER_ERROR, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -160,10 +161,12 @@ def run(batch_dir: Path, name: str, args: argparse.Namespace) -> int:
     _lock_idea(batch_dir, name)
     cfg = idea_config(apply_values(HarnessConfig(), record.config, f"{batch_dir}/batch.json"), name)
     console = Console(highlight=False, width=160, force_terminal=False)
-    from harness.cli import _settings  # the same model set-up as a lone idea (scripted, keys, ...)
+    from harness import models  # the same model choice as a lone idea (live, scripted, replay, ...)
     from harness.pipeline import new_idea, resume_idea, run_stages
 
-    settings = _settings(cfg, console)
+    idea_file = batch_dir / "ideas" / f"{name}.json"
+    choice = models.resolve(cfg, load_idea(idea_file), console)
+    console.print(choice.note)
     entry = record.ideas[name]
     ws = entry.workspace or read_worker_note(batch_dir, name).get("workspace", "")
     global _workspace
@@ -171,11 +174,13 @@ def run(batch_dir: Path, name: str, args: argparse.Namespace) -> int:
         # A worker stopped mid-commit leaves git's index.lock behind; holding the idea's
         # lock, this process is the only one that can be writing to the repository.
         Path(ws, ".git", "index.lock").unlink(missing_ok=True)
-        ctx = resume_idea(cfg, Path(ws), settings, console)
+        ctx = resume_idea(cfg, Path(ws), choice.settings, console)
     else:
-        ctx = new_idea(cfg, batch_dir / "ideas" / f"{name}.json", settings, console)
+        ctx = new_idea(cfg, idea_file, choice.settings, console)
         write_worker_note(batch_dir, name, ctx.path)
     _workspace = ctx.path
+    if choice.server is not None:  # a resumed idea goes on with its script where it stopped
+        choice.server.persist(ctx.path / ".harness" / "model_server.json")
     ctx.slots = slot_pool(batch_dir, record.devices, name, args)
     state = run_stages(ctx)
     print(f"worker: idea {name} {state.status}{': ' + state.error if state.error else ''}", flush=True)

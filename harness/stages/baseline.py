@@ -18,12 +18,12 @@ from pathlib import Path
 from harness.errors import IdeaStopped
 from harness.pipeline import IdeaContext
 from harness.results import read_final_info, summarise
-from harness.runs import run_experiment
+from harness.runs import run_experiment, set_aside
 from harness.state import RunRecord
 
 
 def cache_dir(ctx: IdeaContext) -> Path:
-    return ctx.cfg.workspace_root.resolve() / ".baseline_cache" / f"{ctx.spec.name}_{ctx.spec.baseline_key()}"
+    return ctx.cfg.workspace_root.resolve() / ".baseline_cache" / f"{ctx.spec.name}_{ctx.spec.baseline_key(ctx.path)}"
 
 
 @contextlib.contextmanager
@@ -57,9 +57,13 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
         (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
         ctx.say("baseline", f"run_0 from cache {cached.name}")
     else:
+        if set_aside(ctx.path, 0, "interrupted"):  # a harness killed while run_0 ran
+            ctx.say("baseline", "run_0 was interrupted by a harness restart; kept for review, running it again")
         ctx.say("baseline", f"computing run_0 (cached afterwards; timeout {ctx.run_timeout} s)")
         outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head(), sandbox=ctx.sandbox,
-                                 slots=ctx.slots)
+                                 on_start=ctx.child_started, slots=ctx.slots)
+        ctx.child_started(None)
+        ctx.record_undone("baseline", "run_0", outcome.removed)
         if not outcome.ok:
             ctx.ws.commit(f"[baseline] run_0 failed: {outcome.error}")
             raise IdeaStopped(f"the baseline run_0 failed ({outcome.error}); the template itself is broken, "

@@ -142,14 +142,20 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
 
             def record_pgid(pgid: int) -> None:
                 prog.pending_pgid = pgid
-                ctx.save()
+                ctx.child_started(pgid)
 
             outcome = run_experiment(ctx.path, ctx.spec, index, ctx.run_timeout, ws.head(), on_start=record_pgid,
                                      sandbox=ctx.sandbox, slots=ctx.slots)
+            ctx.state.child_pgid = None
+            if outcome.removed:
+                ctx.record_undone(STAGE, tag, outcome.removed)
+                prog.next_message = render("removed_files", items=[e.describe() for e in outcome.removed]) \
+                    + prog.next_message
         if not outcome.ok:
             _failed(ctx, outcome)
             return
-        commit = ws.commit(f"[{STAGE}] {tag} results ({outcome.process.duration_s:.1f} s)") or ws.head()
+        # durations go in the body: subjects stay identical between replays of one recording
+        commit = ws.commit(f"[{STAGE}] {tag} results\n\n{outcome.process.duration_s:.1f} s") or ws.head()
         ws.tag(tag, commit)
     info = read_final_info(ctx.path / tag)
     summary = summarise(ctx.spec, index, info)

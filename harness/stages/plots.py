@@ -2,6 +2,9 @@
 
 A plot stage that keeps failing is recorded as failed and the idea goes on without
 figures (the writeup is told so); a broken plot is no reason to lose the experiments.
+Each step (ask for an edit, run plot.py, ask for descriptions) and the prompt of the
+next are recorded in state.notes before the next begins, so a resumed stage repeats
+only the step it was killed in: the same question, or the same run of plot.py.
 """
 
 from __future__ import annotations
@@ -17,48 +20,83 @@ from harness.workspace import HARNESS_DIR
 STAGE = "plots"
 PLOT_TIMEOUT_S = 600
 FIGURE_SUFFIXES = (".png", ".pdf")
+STEP, MESSAGE, TURN = "plots_step", "plots_message", "plots_turn"
+"""state.notes keys: the next step ('edit N', 'run N', 'describe', 'done' for attempt N),
+the prompt it sends, and the agent turns done."""
 
 
 def _figures(ws: Path) -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in ws.iterdir() if p.suffix in FIGURE_SUFFIXES and p.is_file()}
 
 
-def _turn(ctx: IdeaContext, session, message: str, turn: int) -> None:
-    agent_turn(ctx, session, STAGE, message, turn, ["plot.py", "notes.txt"], f"turn {turn}")
+def _advance(ctx: IdeaContext, step: str, message: str = "") -> None:
+    ctx.state.notes[STEP], ctx.state.notes[MESSAGE] = step, message
+    ctx.save()
+
+
+def _turn(ctx: IdeaContext, session) -> None:
+    turn = int(ctx.state.notes.get(TURN, "0")) + 1
+    agent_turn(ctx, session, STAGE, ctx.state.notes[MESSAGE], turn, ["plot.py", "notes.txt"], f"turn {turn}")
+    ctx.state.notes[TURN] = str(turn)
+
+
+def _run_plot(ctx: IdeaContext, attempt: int) -> tuple[list[str], str, str]:
+    """Run plot.py: (figures it made, why it failed or '', a note for the agent's next prompt)."""
+    before = _figures(ctx.path)
+    logs = ctx.path / HARNESS_DIR / "plot_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    proc = run_process([str(ctx.spec.python), "plot.py"], ctx.path, logs / "stdout.log", logs / "stderr.log",
+                       PLOT_TIMEOUT_S, env=scrubbed_env(), sandbox=ctx.sandbox, on_start=ctx.child_started,
+                       slots=ctx.slots, slot_label="plot.py")
+    ctx.child_started(None)
+    removed = ctx.ws.remove_special_files()
+    ctx.record_undone(STAGE, f"plot.py run {attempt}", removed)
+    note = render("removed_files", items=[e.describe() for e in removed]) if removed else ""
+    made = sorted(n for n, t in _figures(ctx.path).items() if before.get(n) != t)
+    if proc.ok and any(n.endswith(".png") for n in made):
+        return made, "", note
+    reason = ("it timed out" if proc.timed_out else f"it exited with status {proc.exit_code}"
+              if not proc.ok else "it ran but wrote no PNG figure")
+    return made, reason, note
 
 
 def run(ctx: IdeaContext) -> None:
     if not (ctx.path / "plot.py").exists():
         ctx.state.stages[STAGE] = "skipped"
         return
-    runs = ctx.state.done_runs()
+    if STEP not in ctx.state.notes:
+        _advance(ctx, "edit 1", render("plots_edit", runs=ctx.state.done_runs()))
     session = ctx.agent.session(STAGE, files=["plot.py", "notes.txt"],
                                 history_path=ctx.path / HARNESS_DIR / f"chat_{STAGE}.json")
     try:
-        turn = 1
-        message = render("plots_edit", runs=runs)
-        for attempt in range(1, ctx.cfg.max_fix_attempts + 1):
-            _turn(ctx, session, message, turn)
-            turn += 1
-            before = _figures(ctx.path)
-            logs = ctx.path / HARNESS_DIR / "plot_logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            proc = run_process([str(ctx.spec.python), "plot.py"], ctx.path, logs / "stdout.log",
-                               logs / "stderr.log", PLOT_TIMEOUT_S, env=scrubbed_env(), sandbox=ctx.sandbox,
-                               slots=ctx.slots, slot_label="plot.py")
-            made = sorted(n for n, t in _figures(ctx.path).items() if before.get(n) != t)
-            if proc.ok and any(n.endswith(".png") for n in made):
-                ctx.ws.commit(f"[{STAGE}] figures from plot.py: {', '.join(made)}")
-                ctx.say(STAGE, f"plot.py made {', '.join(made)}")
-                _turn(ctx, session, render("plots_describe", figures=made), turn)
+        while True:
+            kind, _, n = ctx.state.notes[STEP].partition(" ")
+            attempt = int(n or 0)
+            if kind == "edit":
+                _turn(ctx, session)
+                _advance(ctx, f"run {attempt}")
+            elif kind == "run":
+                made, reason, note = _run_plot(ctx, attempt)
+                if not reason:
+                    ctx.ws.commit(f"[{STAGE}] figures from plot.py: {', '.join(made)}")
+                    ctx.say(STAGE, f"plot.py made {', '.join(made)}")
+                    _advance(ctx, "describe", render("plots_describe", figures=made) + note)
+                    continue
+                ctx.say(STAGE, f"plot.py failed ({reason}), attempt {attempt} of {ctx.cfg.max_fix_attempts}")
+                if attempt >= ctx.cfg.max_fix_attempts:
+                    ctx.state.stages[STAGE] = "failed"
+                    ctx.state.notes[STAGE] = "plot.py kept failing; the writeup goes on without figures"
+                    ctx.say(STAGE, ctx.state.notes[STAGE])
+                    _advance(ctx, "done")
+                    return
+                logs = ctx.path / HARNESS_DIR / "plot_logs"
+                _advance(ctx, f"edit {attempt + 1}", render(
+                    "plots_failed", reason=reason, attempt=attempt, max_attempts=ctx.cfg.max_fix_attempts,
+                    stderr_tail=tail(logs / "stderr.log") or "(empty)") + note)
+            elif kind == "describe":
+                _turn(ctx, session)
+                _advance(ctx, "done")
+            else:
                 return
-            reason = ("it timed out" if proc.timed_out else f"it exited with status {proc.exit_code}"
-                      if not proc.ok else "it ran but wrote no PNG figure")
-            ctx.say(STAGE, f"plot.py failed ({reason}), attempt {attempt} of {ctx.cfg.max_fix_attempts}")
-            message = render("plots_failed", reason=reason, attempt=attempt, max_attempts=ctx.cfg.max_fix_attempts,
-                             stderr_tail=tail(logs / "stderr.log") or "(empty)")
-        ctx.state.stages[STAGE] = "failed"
-        ctx.state.notes[STAGE] = "plot.py kept failing; the writeup goes on without figures"
-        ctx.say(STAGE, ctx.state.notes[STAGE])
     finally:
         session.close()

@@ -6,11 +6,12 @@ history; the chat.jsonl lines of the turn go into the same commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.agent import ChatSession, TurnResult
 from harness.pipeline import IdeaContext
 from harness.prompts import render
+from harness.workspace import RevertedEdit
 
 
 @dataclass
@@ -20,6 +21,8 @@ class Turn:
     """Files the agent changed and was allowed to."""
     reverted: list[str]
     """Files it changed but may not; their edits are undone."""
+    refused: list[str] = field(default_factory=list)
+    """Paths aider refused to touch at all (outside the workspace, .git, git-ignored)."""
 
     @property
     def reply(self) -> str:
@@ -27,19 +30,23 @@ class Turn:
 
     def reverted_note(self, allowed: list[str]) -> str:
         """A line for the next prompt, so the agent learns why its edit vanished."""
-        return render("reverted", paths=self.reverted, editable=allowed) if self.reverted else ""
+        if not (self.reverted or self.refused):
+            return ""
+        return render("reverted", paths=self.reverted, refused=self.refused, editable=allowed)
 
 
 def agent_turn(ctx: IdeaContext, session: ChatSession, stage: str, message: str, turn: int,
                allowed: list[str], label: str, commit_empty: bool = False) -> Turn:
     before = ctx.ws.dirty_paths()
+    session.refused.clear()
     result = session.ask(message, turn)
     edited, forbidden = ctx.ws.split_agent_changes(before, set(allowed))
-    reverted = [r.path for r in ctx.ws.revert(forbidden, f"{stage}_turn_{turn}")] if forbidden else []
-    if reverted:
-        ctx.say(stage, f"undid edits to files the agent may not change: {', '.join(reverted)}")
+    undone = ctx.ws.revert(forbidden, f"{stage}_turn_{turn}") if forbidden else []
+    undone += [RevertedEdit(path, "refused", why) for path, why in session.refused]
+    ctx.record_undone(stage, f"turn {turn}", undone)
     if edited or commit_empty:
         first = next((ln.strip() for ln in result.reply.splitlines() if ln.strip()), "")[:72]
         what = f"agent edit of {', '.join(edited)}" if edited else "no edit"
         ctx.ws.commit(f"[{stage}] {label}: {what}\n\n{first}", paths=edited + ["chat.jsonl"])
-    return Turn(result, edited, reverted)
+    return Turn(result, edited, [e.path for e in undone if e.action != "refused"],
+                [e.path for e in undone if e.action == "refused"])

@@ -18,7 +18,7 @@ from harness.config import REPO_ROOT
 from harness.latex import CompileResult, LatexToolError, chktex_warnings, compile_pdf
 from harness.pipeline import IdeaContext
 from harness.prompts import render
-from harness.results import headline_metrics, read_final_info, summarise
+from harness.results import RunSummary, best_so_far, headline_metrics, read_final_info, summarise
 from harness.stages.turns import agent_turn
 from harness.stages.verify import CLAIMS_FILE, verify_paper
 from harness.workspace import HARNESS_DIR
@@ -65,21 +65,38 @@ def _figures(ws: Path) -> list[str]:
     return sorted(p.name for p in ws.glob("*.png") if p.is_file())
 
 
-def _results_table(ctx: IdeaContext) -> str:
-    """One row per completed run, one column per headline metric: values as in the files."""
+def _results_table(ctx: IdeaContext) -> tuple[str, str]:
+    """One row per completed run, one column per headline metric: values as in the files.
+    Also the best run per metric, where a degenerate run is never the best."""
     runs = ctx.state.done_runs()
     if not runs:
-        return "(no completed runs)"
+        return "(no completed runs)", ""
     infos = {r.index: read_final_info(ctx.path / r.folder) for r in runs}
     metrics = headline_metrics(ctx.spec, infos[runs[0].index])
     head = ["run"] + [f"{m.label} ({'higher' if m.better == 'higher' else 'lower'} is better)" for m in metrics]
     rows = [" | ".join(head)]
-    for r in runs:
-        s = summarise(ctx.spec, r.index, infos[r.index])
+    summaries = [summarise(ctx.spec, r.index, infos[r.index]) for r in runs]
+    for r, s in zip(runs, summaries):
         cells = ["-" if s.values.get(m.name) is None else f"{s.values[m.name]:.4g}" for m in metrics]
         flag = f" (degenerate: {'; '.join(s.degenerate)})" if s.degenerate else ""
         rows.append(" | ".join([f"run_{r.index}{' (baseline)' if r.index == 0 else ''}"] + cells) + flag)
-    return "\n".join(rows)
+    return "\n".join(rows), _best_runs(ctx, summaries, metrics)
+
+
+def _best_runs(ctx: IdeaContext, summaries: list[RunSummary], metrics) -> str:
+    """What the paper may call the best result: a run whose numbers break the template's
+    rules (NaN, EV < 0, all latents dead) would often 'win' (an all-dead SAE has the lowest
+    L0), so degenerate runs are left out and named as such."""
+    best = []
+    for m in metrics:
+        b = best_so_far(ctx.spec, summaries, m)
+        best.append(f"{m.label}: {f'run_{b[1]} ({b[0]:.4g})' if b else 'no run without a degenerate flag'}")
+    bad = [f"run_{s.run}" for s in summaries if s.degenerate]
+    text = "Best run per metric, baseline and degenerate runs left out: " + "; ".join(best) + "."
+    if bad:
+        text += (f"\nDegenerate (broken) runs: {', '.join(bad)}. Never present them as the best result or as "
+                 "an improvement; report them only as failures, with their flags.")
+    return text
 
 
 def _bib_entries(ws: Path) -> list[tuple[str, str]]:
@@ -96,7 +113,8 @@ def _bib_entries(ws: Path) -> list[tuple[str, str]]:
 
 def _context(ctx: IdeaContext) -> dict:
     runs = ctx.state.done_runs()
-    return dict(idea=ctx.idea, runs=[f"run_{r.index}" for r in runs], table=_results_table(ctx),
+    table, best = _results_table(ctx)
+    return dict(idea=ctx.idea, runs=[f"run_{r.index}" for r in runs], table=table, best=best,
                 figures=_figures(ctx.path), plots_note=ctx.state.notes.get("plots", ""))
 
 

@@ -49,10 +49,22 @@ def cli(tmp: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProc
     """run_harness.py with exactly these arguments (sub-commands take no --template etc.)."""
     home = tmp / "home"
     home.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI", "ANTHROPIC")) and k != "SAE_HARNESS_CACHE"}  # caches under HOME
     env.update(HOME=str(home), PYTHONUNBUFFERED="1")
     return subprocess.run([str(REPO / ".venvs" / "harness" / "bin" / "python"), str(REPO / "run_harness.py"), *args],
                           cwd=tmp, env=env, text=True, capture_output=True, timeout=timeout)
+
+
+def one_line_error(r, *words) -> str:
+    """A user error: exit 2, one line on stderr naming the problem and the fix, no traceback."""
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
 
 
 def batch_dir(root: Path) -> Path:

@@ -9,8 +9,8 @@ import os
 import pytest
 
 from batchkit import cli
+from batchkit import one_line_error as _one_line_error
 from conftest import IDEA
-from test_user_errors import _one_line_error
 
 
 def _ideas(harness, *names, same_name=False):

@@ -31,7 +31,7 @@ class CoreEvalConfig:
     the hook, with the SAE spliced in); sparsity/variance batches only cost SAE passes."""
 
     batch_size_prompts: int = 8
-    n_eval_reconstruction_batches: int = 4
+    n_eval_reconstruction_batches: int = 3
     n_eval_sparsity_variance_batches: int = 16
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from conftest import IDEA
+from tests.faults.integrity import snapshot
+from tests.support import IDEA, l1_edit
 
 
 def _one_line_error(r, *words):
@@ -19,6 +25,7 @@ def _one_line_error(r, *words):
     return lines[0]
 
 
+@pytest.mark.fault("bad idea file")
 @pytest.mark.parametrize("change, words", [
     (lambda d: d.pop("Title"), ["'Title'", "missing"]),
     (lambda d: d.update(Experiment=""), ["'Experiment'", "non-empty"]),
@@ -36,6 +43,7 @@ def test_bad_idea_fields(harness, change, words):
     assert not harness.root.exists() or not any(harness.root.iterdir()), line  # nothing was started
 
 
+@pytest.mark.fault("bad idea file")
 def test_idea_that_is_not_json(harness):
     bad = harness.tmp / "bad.json"
     bad.write_text('{"Name": "x",\n  "Title": }')
@@ -43,11 +51,13 @@ def test_idea_that_is_not_json(harness):
     _one_line_error(harness.run("--idea", str(bad)), "not valid JSON", "line 2")
 
 
+@pytest.mark.fault("bad idea file")
 def test_missing_idea_file(harness):
     harness.serve([])
     _one_line_error(harness.run("--idea", str(harness.tmp / "nope.json")), "does not exist")
 
 
+@pytest.mark.fault("bad idea file")
 def test_second_bad_idea_stops_before_the_first_starts(harness):
     bad = harness.tmp / "bad.json"
     bad.write_text(json.dumps({k: v for k, v in IDEA.items() if k != "Title"}))
@@ -56,6 +66,7 @@ def test_second_bad_idea_stops_before_the_first_starts(harness):
     assert harness.workspace() is None
 
 
+@pytest.mark.fault("bad config")
 @pytest.mark.parametrize("config, words", [
     ({"max_run": 3}, ["unknown key 'max_run'", "max_runs"]),
     ({"max_runs": "many"}, ["'max_runs'", "whole number"]),
@@ -70,6 +81,7 @@ def test_bad_config_file_values(harness, config, words):
     _one_line_error(harness.run("--idea", str(harness.idea_path), "--config", str(cfg)), *words)
 
 
+@pytest.mark.fault("bad config")
 def test_config_file_that_is_not_yaml(harness):
     harness.serve([])
     cfg = harness.tmp / "harness.yaml"
@@ -77,6 +89,7 @@ def test_config_file_that_is_not_yaml(harness):
     _one_line_error(harness.run("--idea", str(harness.idea_path), "--config", str(cfg)), "not valid YAML")
 
 
+@pytest.mark.fault("bad config")
 @pytest.mark.parametrize("args, words", [
     (["--max-runs", "x"], ["'max_runs'"]),
     (["--run-timeout", "-5"], ["'run_timeout'"]),
@@ -89,6 +102,7 @@ def test_bad_command_line_values(harness, args, words):
     _one_line_error(r, *words)
 
 
+@pytest.mark.fault("bad config")
 def test_missing_api_key_is_caught_before_anything_starts(harness):
     env_model = ["--model", "anthropic/claude-sonnet-4-5"]
     r = harness.run("--idea", str(harness.idea_path), *env_model)
@@ -96,14 +110,61 @@ def test_missing_api_key_is_caught_before_anything_starts(harness):
     assert harness.workspace() is None
 
 
+@pytest.mark.fault("corrupt state.json")
 def test_resume_of_a_folder_that_is_no_workspace(harness):
     harness.serve([])
     _one_line_error(harness.run("--resume", str(harness.tmp)), "not a harness workspace")
 
 
-def test_corrupt_state_json_on_resume(harness):
-    harness.serve(["ALL_COMPLETED"])
+def _stopped_after_run_1(harness):
+    """A workspace with run_1 done whose idea stopped (the model refused the next request)."""
+    harness.serve([l1_edit("0.02", "0.05"), {"expect": "Run 1 finished", "status": 400, "reply": "refused"}])
     r = harness.run("--idea", str(harness.idea_path))
+    assert r.returncode == 1 and r.state()["status"] == "stopped", r.stderr
+    return r.workspace
+
+
+def _every_byte(ws: Path) -> dict[str, str]:
+    """All files of the workspace, .git included: a user error must not change any of them."""
+    return {str(p.relative_to(ws)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(ws.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.fault("bad config")
+def test_bad_config_on_resume_changes_nothing(harness, intact):
+    ws = _stopped_after_run_1(harness)
+    files = _every_byte(ws)
+    cfg = harness.write_config({"max_runs": "plenty"})
+    _one_line_error(harness.run("--resume", str(ws), "--config", str(cfg)), "'max_runs'", "whole number")
+    assert _every_byte(ws) == files
+    intact(ws)
+
+
+@pytest.mark.fault("corrupt state.json")
+@pytest.mark.parametrize("garbage", ["{not json", "[]", '{"idea": "toy_l1", "runs": [1, 2]}'])
+def test_corrupt_state_json_names_the_backup_and_the_backup_resumes(harness, intact, garbage):
+    ws = _stopped_after_run_1(harness)
+    before = snapshot(ws)
+    (ws / "state.json").write_text(garbage)
+    files = _every_byte(ws)
+    line = _one_line_error(harness.run("--resume", str(ws)), f"{ws / 'state.json'} is corrupt", "state.json.bak")
+    assert _every_byte(ws) == files
+    # the fix, exactly as the message words it
+    command = re.search(r"`(cp [^`]+)`", line).group(1)
+    subprocess.run(shlex.split(command), check=True)
+    llm = harness.serve(["ALL_COMPLETED"])
+    r = harness.run("--resume", str(ws))
     assert r.returncode == 0, r.stderr
-    (r.workspace / "state.json").write_text("{not json")
-    _one_line_error(harness.run("--resume", str(r.workspace)), "corrupt", "state.json.bak")
+    assert r.state()["status"] == "done" and llm.remaining == 0
+    intact(ws, before)
+
+
+@pytest.mark.fault("corrupt state.json")
+def test_corrupt_state_json_without_a_backup_says_start_afresh(harness, intact):
+    ws = _stopped_after_run_1(harness)
+    (ws / "state.json").write_text("{not json")
+    (ws / "state.json.bak").write_text("{not json either")
+    files = _every_byte(ws)
+    _one_line_error(harness.run("--resume", str(ws)), "state.json is corrupt", "no usable state.json.bak",
+                    "start it afresh")
+    assert _every_byte(ws) == files

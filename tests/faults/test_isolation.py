@@ -1,0 +1,83 @@
+"""Agent-written code runs fenced in: no credentials, no network, nothing written outside."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.executor import scrubbed_env
+from harness.sandbox import bwrap_works
+from tests.support import REPO, edit
+
+PROBE = """\
+    cfg = Config()
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", PORT), timeout=2)
+        print("net: reached the harness's model server")
+    except OSError:
+        print("net: blocked")
+    try:
+        open(OUTSIDE, "w").write("escaped")
+        print("write outside: allowed")
+    except OSError:
+        print("write outside: blocked")
+    try:
+        open(".git/hooks/post-commit", "w").write("#!/bin/sh\\ntouch /tmp/hooked")
+        print("git hook: planted")
+    except OSError:
+        print("git hook: blocked")"""
+
+
+@pytest.mark.fault("run reads API keys from os.environ")
+def test_experiment_sees_no_api_key(harness, intact):
+    spy = edit("experiment.py", "    cfg = Config()",
+               "    cfg = Config()\n    print('KEYS', sorted(k for k in os.environ if 'KEY' in k or 'OPENAI' in k))")
+    harness.serve([spy, {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
+    r = harness.run("--idea", str(harness.idea_path))
+    assert r.returncode == 0, r.stderr
+    out = (r.workspace / "run_1" / "stdout.log").read_text()
+    # the harness process itself had OPENAI_API_KEY set (see Harness.env)
+    assert "KEYS []" in out and "sk-test-secret" not in out
+    intact(r.workspace)
+
+
+@pytest.mark.fault("run reads API keys from os.environ")
+def test_scrubbed_env_drops_credentials(monkeypatch):
+    for k in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GITHUB_TOKEN", "MY_SECRET", "AWS_ACCESS_KEY_ID",
+              "HF_TOKEN", "DB_PASSWORD", "OPENAI_API_BASE"):
+        monkeypatch.setenv(k, "x")
+    monkeypatch.setenv("SAE_HARNESS_CACHE", "/tmp/c")
+    env = scrubbed_env()
+    assert not {k for k in env if "KEY" in k or "TOKEN" in k or "SECRET" in k or "PASSWORD" in k}
+    assert "OPENAI_API_BASE" not in env
+    assert env["SAE_HARNESS_CACHE"] == "/tmp/c" and env["PATH"]
+
+
+@pytest.mark.fault("run writes outside the workspace")
+@pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot make namespaces here (setup.sh installs it)")
+def test_namespace_sandbox_blocks_network_and_writes_outside(harness, intact):
+    # both a place beside the repository and the real /tmp are read-only for the run
+    outside = REPO / f"escaped_{harness.tmp.name}.txt"
+    llm = harness.serve([])
+    port = llm.url.split(":")[-1].split("/")[0]
+    probe = PROBE.replace("PORT", port).replace("OUTSIDE", repr(str(outside)))
+    harness.serve([edit("experiment.py", "    cfg = Config()", probe),
+                   {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
+    cfg = harness.write_config({"sandbox": "namespace"})
+    try:
+        r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg))
+        escaped = outside.exists()
+    finally:
+        outside.unlink(missing_ok=True)
+    assert r.returncode == 0, r.stderr
+    assert not escaped
+    out = (r.workspace / "run_1" / "stdout.log").read_text()
+    assert "net: blocked" in out and "write outside: blocked" in out
+    # the harness runs git outside the sandbox: a hook planted in .git would run there
+    assert "git hook: blocked" in out and not (r.workspace / ".git/hooks/post-commit").exists()
+    meta = json.loads((r.workspace / "run_1" / "meta.json").read_text())
+    assert meta["isolation"].startswith("namespace")
+    assert "isolation of agent-written code: namespace" in r.stdout
+    intact(r.workspace)

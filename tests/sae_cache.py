@@ -1,0 +1,34 @@
+"""Sharing the SAE template's cache artefacts between test runs and suites.
+
+A cold SAE run converts SmolLM2 and builds the probing and absorption data (a minute or
+more on 2 cores). None of it depends on the SAE, so tests link what an earlier test left in
+SHARED (a folder under .test-results/, kept between local runs, empty on a clean CI clone)
+and hand back what they built. Artefacts are linked one by one, complete ones only, so a
+test never writes through a link into another test's copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1] / ".test-results" / "sae-cache"
+SAE_INDEPENDENT = ("models", "sparse_probing", "absorption")
+
+
+def link_shared(cache_root: Path, kinds=SAE_INDEPENDENT) -> None:
+    for kind in kinds:
+        for artefact in sorted((SHARED / kind).glob("*/key.json")):
+            dest = cache_root / kind / artefact.parent.name
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.symlink_to(artefact.parent)
+
+
+def keep_built(cache_root: Path, kinds=SAE_INDEPENDENT) -> None:
+    for kind in kinds:
+        for artefact in sorted((cache_root / kind).glob("*/key.json")):
+            src, dest = artefact.parent, SHARED / kind / artefact.parent.name
+            if not src.is_symlink() and not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(src, dest)
