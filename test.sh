@@ -9,7 +9,7 @@ mkdir -p .test-results
 rm -f .test-results/*.xml
 status=0
 # the harness (aider, git, scripted model) and its fault suite under its own environment
-.venvs/harness/bin/python -m pytest tests/harness tests/faults -q -p no:cacheprovider \
+.venvs/harness/bin/python -m pytest tests/harness tests/faults -q -p no:cacheprovider -n "${TEST_WORKERS:-auto}" \
   --junitxml=.test-results/harness.xml "$@" || status=$?
 # the SAE template's metrics and smoke run under the experiment environment (after the
 # harness suite, whose end-to-end SAE test leaves cache artefacts in .test-results/sae-cache)

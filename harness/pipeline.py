@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,7 +58,9 @@ class IdeaContext:
 
     @property
     def sandbox(self) -> Sandbox:
-        return make_sandbox(self.cfg.sandbox, self.cfg.run_memory_gb, self.run_timeout)
+        # a template's cache moved out of ~/.cache by its environment variable stays writable
+        writable = tuple(Path(os.environ[v]).expanduser() for v in self.spec.cache_env if os.environ.get(v))
+        return make_sandbox(self.cfg.sandbox, self.cfg.run_memory_gb, self.run_timeout, writable)
 
     def save(self) -> None:
         save_state(self.path, self.state)

@@ -46,6 +46,9 @@ class Sandbox:
     level: str
     memory_gb: float | None = None
     cpu_seconds: int | None = None
+    writable: tuple[Path, ...] = ()
+    """Folders outside the workspace a run may write besides ~/.cache (a template's cache
+    folder moved elsewhere by an environment variable the template names)."""
 
     def describe(self) -> str:
         mem = f"{self.memory_gb:g} GB memory" if self.memory_gb else "no memory limit"
@@ -66,8 +69,12 @@ class Sandbox:
         # .git read-only on top: the harness runs git outside the sandbox, and a hook or a
         # config entry (core.fsmonitor, ...) written by the run would execute there
         git_dir = ["--ro-bind", str(cwd / ".git"), str(cwd / ".git")] if (cwd / ".git").is_dir() else []
+        extra = []
+        for folder in self.writable:
+            folder.mkdir(parents=True, exist_ok=True)
+            extra += ["--bind", str(folder.resolve()), str(folder.resolve())]
         return ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--bind", str(cache), str(cache), "--bind", str(cwd), str(cwd), *git_dir,
+                "--bind", str(cache), str(cache), *extra, "--bind", str(cwd), str(cwd), *git_dir,
                 "--setenv", "TMPDIR", str(tmp),
                 "--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
                 "--chdir", str(cwd), "--", *command]
@@ -81,7 +88,8 @@ class Sandbox:
             resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5))
 
 
-def make_sandbox(mode: str, memory_gb: float | None, timeout_s: float | None) -> Sandbox:
+def make_sandbox(mode: str, memory_gb: float | None, timeout_s: float | None,
+                 writable: tuple[Path, ...] = ()) -> Sandbox:
     if mode not in LEVELS:
         raise UserError(f"'sandbox' must be one of {', '.join(LEVELS)}, got {mode!r}")
     # CPU time is a backstop behind the wall-clock timeout: all cores busy for the whole run
@@ -90,4 +98,4 @@ def make_sandbox(mode: str, memory_gb: float | None, timeout_s: float | None) ->
         raise UserError("sandbox 'namespace' needs bubblewrap with user namespaces; install it "
                         "(apt-get install bubblewrap) or set sandbox: process")
     level = "namespace" if mode == "namespace" or (mode == "auto" and bwrap_works()) else "process"
-    return Sandbox(level=level, memory_gb=memory_gb, cpu_seconds=cpu)
+    return Sandbox(level=level, memory_gb=memory_gb, cpu_seconds=cpu, writable=writable)

@@ -79,6 +79,9 @@ class TemplateSpec:
     baseline_inputs: tuple[str, ...]
     metrics: tuple[Metric, ...]
     degenerate: tuple[DegenerateRule, ...]
+    cache_env: tuple[str, ...] = ()
+    """Environment variables that may point a run's cache outside ~/.cache; the namespace
+    sandbox keeps those folders writable."""
     settings_file: str | None = None
     """A YAML file of the template's own settings that the harness config may override
     (`template_settings`) in each new workspace, e.g. a smaller model or fewer tokens."""
@@ -178,7 +181,7 @@ def load_template(name_or_path: str) -> TemplateSpec:
             raise UserError(f"{src}: degenerate[{i}] needs a metric from 'metrics' and an op in {', '.join(_OPS)}")
         rules.append(DegenerateRule(r["metric"], r["op"], float(r["value"]), str(r.get("reason", ""))))
     known_keys = {"name", "description", "python_env", "run_timeout", "editable", "protected",
-                  "baseline_inputs", "metrics", "degenerate", "settings_file"}
+                  "baseline_inputs", "metrics", "degenerate", "settings_file", "cache_env"}
     timeout = data.get("run_timeout", 1800)
     if not isinstance(timeout, int) or timeout <= 0:
         raise UserError(f"{src}: 'run_timeout' must be a positive whole number of seconds")
@@ -194,5 +197,6 @@ def load_template(name_or_path: str) -> TemplateSpec:
         metrics=tuple(metrics),
         degenerate=tuple(rules),
         settings_file=str(data["settings_file"]) if data.get("settings_file") else None,
+        cache_env=_str_list(data, "cache_env", src),
         extra={k: v for k, v in data.items() if k not in known_keys},
     )

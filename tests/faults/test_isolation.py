@@ -81,3 +81,22 @@ def test_namespace_sandbox_blocks_network_and_writes_outside(harness, intact):
     assert meta["isolation"].startswith("namespace")
     assert "isolation of agent-written code: namespace" in r.stdout
     intact(r.workspace)
+
+
+@pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot make namespaces here (setup.sh installs it)")
+@pytest.mark.fault("run writes outside the workspace")
+def test_namespace_sandbox_keeps_a_declared_cache_folder_writable_and_nothing_else(tmp_path):
+    """A template may move its cache out of ~/.cache (sae_variants: $SAE_HARNESS_CACHE); only
+    that folder becomes writable, not its neighbours."""
+    import subprocess
+
+    from harness.sandbox import make_sandbox
+
+    ws, cache, other = tmp_path / "ws", tmp_path / "cache", tmp_path / "other"
+    ws.mkdir()
+    other.mkdir()
+    script = f"open('{cache}/a', 'w').write('x'); open('{other}/b', 'w').write('y')"
+    sandbox = make_sandbox("namespace", None, 60, writable=(cache,))
+    proc = subprocess.run(sandbox.wrap(["python3", "-c", script], ws), cwd=ws, capture_output=True, text=True)
+    assert (cache / "a").read_text() == "x"
+    assert proc.returncode != 0 and "Read-only file system" in proc.stderr and not (other / "b").exists()
