@@ -122,3 +122,27 @@ def run_batch(tmp: Path, *extra: str) -> Batch:
     r = cli(tmp, "batch", str(ideas), "--model", f"scripted:{scripts}", "--template", "toy",
             "--workspace-root", str(root), "--slots", "1", "--agents", "3", *extra, timeout=420)
     return Batch(tmp, root, r, batch_dir(root))
+
+
+def shared_batch(tmp_path_factory, worker_id: str) -> Batch:
+    """run_batch() once per test session, however many xdist workers ask for it: the first
+    runs it under a lock, the others wait and read where it is (the pytest-xdist recipe)."""
+    import fcntl
+
+    if worker_id == "master":
+        return run_batch(tmp_path_factory.mktemp("batch"))
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
+    note = shared / "local_batch.json"
+    with open(shared / "local_batch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if note.is_file():
+            d = json.loads(note.read_text())
+            r = subprocess.CompletedProcess(d["args"], d["returncode"], d["stdout"], d["stderr"])
+            return Batch(Path(d["tmp"]), Path(d["root"]), r, Path(d["folder"]))
+        tmp = shared / "local_batch"
+        tmp.mkdir()
+        b = run_batch(tmp)
+        note.write_text(json.dumps({"tmp": str(b.tmp), "root": str(b.root), "folder": str(b.folder),
+                                    "args": b.result.args, "returncode": b.result.returncode,
+                                    "stdout": b.result.stdout, "stderr": b.result.stderr}))
+        return b

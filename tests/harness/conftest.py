@@ -10,8 +10,8 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def local_batch(tmp_path_factory):
-    """The three-idea batch of batchkit.py, run once on the local executor (about 40 s)."""
-    from batchkit import run_batch
+def local_batch(tmp_path_factory, worker_id):
+    """The three-idea batch of batchkit.py, run once per session on the local executor (about 40 s)."""
+    from batchkit import shared_batch
 
-    return run_batch(tmp_path_factory.mktemp("batch"))
+    return shared_batch(tmp_path_factory, worker_id)

@@ -148,9 +148,21 @@ def test_the_same_batch_under_ray(tmp_path):
     check_outcome(b)
     # each worker ran as a Ray task: the record names the Ray node it ran on
     assert all(re.search(r"\(ray node [0-9a-f]{8}\)", e["node"]) for e in b.record()["ideas"].values())
-    # the local Ray instance this batch started is gone again
+    # the local Ray instance this batch started is gone again (other tests may run their own)
+    nodes = {re.search(r"ray node ([0-9a-f]{8})", e["node"]).group(1) for e in b.record()["ideas"].values()}
+
+    def raylets() -> list[str]:
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "/raylet " in args and any(n in args for n in nodes):
+                found.append(args[:120])
+        return found
+
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and "raylet" in subprocess.run(["ps", "-eo", "comm"], capture_output=True,
-                                                                      text=True).stdout:
+    while raylets() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert "raylet" not in subprocess.run(["ps", "-eo", "comm"], capture_output=True, text=True).stdout
+    assert not raylets()
