@@ -56,7 +56,7 @@ else
   pipq harness -r envs/harness.txt || die "pip could not install envs/harness.txt (see the pip error above)"
   echo "$stamp" > .venvs/harness/.stamp
 fi
-.venvs/harness/bin/python -c 'import aider, git, yaml, jinja2, rich, tenacity' \
+.venvs/harness/bin/python -c 'import aider, git, yaml, jinja2, rich, tenacity, ray' \
   || die ".venvs/harness is broken; delete .venvs/harness and run setup.sh again"
 
 # --- sae (experiment environment) ---------------------------------------------
@@ -103,6 +103,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}" \
     || die "could not install ${missing[*]}; run: apt-get install ${missing[*]} (or drop word_language from sparse_probing.datasets in templates/sae_variants/experiment_config.yaml)"
 fi
+
+# --- headless Chromium: the report tests render the HTML report and inspect a screenshot
+bash envs/browser.sh || echo "setup: no chromium; the report's browser test will be skipped"
 
 # bubblewrap lets the harness run agent-written code without network and with a read-only
 # view outside the workspace; without it the harness falls back to process limits.

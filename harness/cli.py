@@ -41,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings not given here come from --config, then from the defaults shown.",
     )
     p.add_argument("--idea", action="append", type=Path, metavar="PATH",
-                   help="idea JSON file (repeat for several ideas, run one after another)")
+                   help="idea JSON file (repeat for several: they run at once, as a batch)")
     p.add_argument("--resume", type=Path, metavar="WORKSPACE",
-                   help="continue an interrupted or stopped idea in this workspace folder")
+                   help="continue an interrupted or stopped idea (a workspace folder) or batch (a batch folder)")
     p.add_argument("--config", type=Path, metavar="FILE", help="YAML file with any of the settings below")
     p.add_argument("--template", help=f"{docs['template']} (default: {d.template})")
     p.add_argument("--model", help=f"{docs['model']} Keys come from the usual environment variables.")
@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-after", dest="stop_after", metavar="STAGE",
                    help=f"{docs['stop_after']} (default: {d.stop_after})")
     p.add_argument("--run-timeout", dest="run_timeout", metavar="SECONDS", help=docs["run_timeout"])
+    from harness.batch.cli import add_batch_options
+
+    add_batch_options(p, docs, d)
+    p.epilog += (" Sub-commands: `batch FOLDER|FILES` runs ideas at once, `leaderboard` ranks them, "
+                 "`report WORKSPACE|BATCH` writes HTML; each has its own --help.")
     return p
 
 
@@ -68,8 +73,9 @@ def _summary(console: Console, rows: list[tuple]) -> None:
     console.print(table)
 
 
-SUBCOMMANDS = {"history": "harness.history"}
-"""`run_harness.py NAME ...`: tools over existing workspaces, each a module with main(argv)."""
+SUBCOMMANDS = {"history": "harness.history", "batch": "harness.batch.cli", "leaderboard": "harness.leaderboard",
+               "report": "harness.report"}
+"""`run_harness.py NAME ...`: sub-commands, each a module with main(argv) imported only when named."""
 
 
 def run(argv: list[str]) -> int:
@@ -82,10 +88,15 @@ def run(argv: list[str]) -> int:
         raise UserError("nothing to do: pass --idea PATH (or --resume WORKSPACE)")
     if args.idea and args.resume:
         raise UserError("--idea and --resume cannot be combined; resume one workspace at a time")
+    from harness.batch.cli import BATCH_KEYS, run_batch, wants_batch
+
     cli_values = {k: getattr(args, k) for k in ("template", "model", "api_base", "max_runs", "workspace_root",
-                                                "budget_usd", "budget_tokens", "run_timeout", "stop_after")}
+                                                "budget_usd", "budget_tokens", "run_timeout", "stop_after",
+                                                *BATCH_KEYS)}
     cfg = build_config(args.config, cli_values)
     console = Console(stderr=False, highlight=False)
+    if wants_batch(args):
+        return run_batch(args, cfg, cli_values, console)
 
     if args.resume:
         saved = load_state(args.resume.resolve()).config

@@ -62,6 +62,16 @@ class HarnessConfig:
     """Seconds to wait for one model reply."""
     model_metadata: dict[str, Any] = field(default_factory=dict)
     """For models litellm does not know: max_input_tokens, input_cost_per_token, output_cost_per_token."""
+    executor: str = "local"
+    """Where a batch's ideas run: local (a process per idea on this machine) or ray (tasks on a Ray cluster)."""
+    ray_address: str | None = None
+    """Address of an existing Ray cluster for --executor ray (default: start a local Ray instance)."""
+    agents: int | None = None
+    """Ideas of a batch worked on at once (default: twice the slots, so slots stay busy while agents think)."""
+    slots: int | None = None
+    """Experiment/plot processes at once (default: one per GPU in --gpus; without GPUs, a quarter of the cores)."""
+    gpus: str | None = None
+    """GPU ids experiments may use, comma-separated, or none for CPU slots (default: every visible GPU)."""
     template_settings: dict[str, Any] = field(default_factory=dict)
     """Values merged into the template's settings file in each new workspace (sae_variants: experiment_config.yaml, e.g. {model: pythia-70m-deduped, device: cuda})."""
 
@@ -88,11 +98,12 @@ def field_docs() -> dict[str, str]:
 
 _CHOICES = {"edit_format": ("diff", "whole", "udiff"),
             "stop_after": ("baseline", "experiments", "plots", "writeup"),
-            "sandbox": ("auto", "namespace", "process")}
+            "sandbox": ("auto", "namespace", "process"),
+            "executor": ("local", "ray")}
 _POSITIVE = {"max_runs", "max_fix_attempts", "max_idle_turns", "api_attempts", "run_timeout",
              "budget_tokens", "request_timeout"}
 _NON_NEGATIVE = {"budget_usd", "api_retry_wait"}
-_POSITIVE |= {"run_memory_gb"}
+_POSITIVE |= {"run_memory_gb", "agents", "slots"}
 
 
 def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
@@ -154,6 +165,9 @@ def _validate(cfg: HarnessConfig, source: str) -> None:
     for key, allowed in _CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise UserError(f"{source}: '{key}' must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
+    if cfg.gpus is not None and cfg.gpus != "none" and not all(
+            g.strip().isdigit() for g in cfg.gpus.split(",")):
+        raise UserError(f"{source}: 'gpus' must be GPU ids like 0,1 or none, got {cfg.gpus!r}")
     if cfg.max_runs > 50:
         raise UserError(f"{source}: 'max_runs' must be at most 50, got {cfg.max_runs}")
 

@@ -15,11 +15,16 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from harness.batch.slots import SlotPool
 
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
 _PROVIDER = re.compile(r"^(OPENAI|ANTHROPIC|AZURE|GEMINI|GOOGLE|VERTEX|DEEPSEEK|MISTRAL|COHERE|GROQ|"
@@ -45,10 +50,22 @@ class ProcessResult:
     timed_out: bool
     started_at: str
     pgid: int
+    device: str = ""
+    """The batch slot the process ran in ('' outside a batch)."""
+    slot_wait_s: float = 0.0
+    """Seconds spent waiting for that slot (not part of duration_s)."""
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
+
+
+_LIVE_GROUPS: set[int] = set()
+"""Process groups of runs in progress, for a worker told to stop (batch/worker.py)."""
+
+
+def live_groups() -> list[int]:
+    return sorted(_LIVE_GROUPS)
 
 
 def kill_group(pgid: int, grace_s: float = 3.0) -> None:
@@ -103,37 +120,52 @@ def kill_stale_group(pgid: int | None, cwd: Path) -> bool:
 
 def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: Path,
                 timeout_s: float, env: dict[str, str] | None = None,
-                on_start=None, sandbox: Sandbox | None = None) -> ProcessResult:
+                on_start=None, sandbox: Sandbox | None = None,
+                slots: SlotPool | None = None, slot_label: str = "") -> ProcessResult:
     """Run `command` in `cwd`, output to files, killed with its whole group on timeout.
 
     `on_start(pgid)` is called once the process exists, so the caller can record the
     group before waiting (a harness killed meanwhile can then clean up on resume).
+    With `slots` (a batch), a device slot is held for exactly the life of the process,
+    and the process sees only that slot's device.
     """
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.monotonic()
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        argv = sandbox.wrap(command, cwd) if sandbox else command
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                env=env if env is not None else scrubbed_env(), start_new_session=True,
-                                preexec_fn=sandbox.limit if sandbox else None)
-        pgid = proc.pid  # start_new_session makes the child its own group leader
-        if on_start:
-            on_start(pgid)
-        timed_out = False
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        # also reaps children a finished run left behind (daemons, forked workers)
-        kill_group(pgid)
-        proc.wait()
-        if timed_out:
-            # through the handle the run had, not the path: the run may have swapped
-            # stderr.log for a link pointing outside the workspace (see links.py)
-            err.write(f"\n[harness] killed after the {timeout_s:g} s timeout (process group {pgid})\n".encode())
+    env = dict(env if env is not None else scrubbed_env())
+    waited = time.monotonic()
+    with slots.hold(slot_label or command[-1]) if slots else nullcontext() as slot:
+        waited = time.monotonic() - waited
+        if slot is not None:
+            env.update(slot.env())
+        started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        t0 = time.monotonic()
+        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
+            argv = sandbox.wrap(command, cwd) if sandbox else command
+            proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True,
+                                    preexec_fn=sandbox.limit if sandbox else None)
+            pgid = proc.pid  # start_new_session makes the child its own group leader
+            _LIVE_GROUPS.add(pgid)
+            try:
+                if on_start:
+                    on_start(pgid)
+                timed_out = False
+                try:
+                    proc.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+            finally:
+                # also reaps children a finished run left behind (daemons, forked workers),
+                # and on an exception (Ctrl-C) takes the run down instead of orphaning it
+                kill_group(pgid)
+                proc.wait()
+                _LIVE_GROUPS.discard(pgid)
+            if timed_out:
+                # through the handle the run had, not the path: the run may have swapped
+                # stderr.log for a link pointing outside the workspace (see links.py)
+                err.write(f"\n[harness] killed after the {timeout_s:g} s timeout (process group {pgid})\n".encode())
+        duration = round(time.monotonic() - t0, 3)
     return ProcessResult(command=command, exit_code=None if timed_out else proc.returncode,
-                         duration_s=round(time.monotonic() - t0, 3), timed_out=timed_out,
-                         started_at=started, pgid=pgid)
+                         duration_s=duration, timed_out=timed_out, started_at=started, pgid=pgid,
+                         device=slot.describe() if slot is not None else "", slot_wait_s=round(waited, 3))
 
 
 def tail(path: Path, limit: int = 1500) -> str:

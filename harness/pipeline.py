@@ -14,6 +14,7 @@ import git
 from rich.console import Console
 
 from harness.agent import CHAT_LOG, Agent, AgentSettings, read_totals
+from harness.batch.slots import SlotPool
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
 from harness.executor import kill_stale_group
@@ -36,6 +37,8 @@ class IdeaContext:
     console: Console
     log: logging.Logger
     settings: AgentSettings
+    slots: SlotPool | None = None
+    """Device slots shared with the other ideas of a batch (None: a lone idea runs at once)."""
     _agent: Agent | None = field(default=None, repr=False)
     progress: Progress | None = field(default=None, repr=False)
 

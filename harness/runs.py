@@ -5,13 +5,16 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.executor import ProcessResult, run_process, scrubbed_env, tail, write_meta
 from harness.results import ResultsError, read_final_info
 from harness.sandbox import Sandbox
 from harness.template import TemplateSpec
 from harness.workspace import RevertedEdit, Workspace
+
+if TYPE_CHECKING:
+    from harness.batch.slots import SlotPool
 
 STDERR_TAIL = 1500
 
@@ -36,14 +39,16 @@ class RunOutcome:
 
 
 def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: float, commit: str,
-                   on_start: Callable[[int], None] | None = None, sandbox: Sandbox | None = None) -> RunOutcome:
+                   on_start: Callable[[int], None] | None = None, sandbox: Sandbox | None = None,
+                   slots: SlotPool | None = None) -> RunOutcome:
     folder = workspace / f"run_{index}"
     if folder.exists():
         shutil.rmtree(folder)  # callers move anything worth keeping aside first
     folder.mkdir()
     command = [str(spec.python), "experiment.py", f"--out_dir=run_{index}"]
     proc = run_process(command, workspace, folder / "stdout.log", folder / "stderr.log",
-                       timeout_s, env=scrubbed_env(), on_start=on_start, sandbox=sandbox)
+                       timeout_s, env=scrubbed_env(), on_start=on_start, sandbox=sandbox,
+                       slots=slots, slot_label=f"run_{index}")
     # before the harness writes meta.json or reads anything the run left
     removed = Workspace(workspace).remove_special_files()
     folder.mkdir(exist_ok=True)  # the run may have replaced its folder by a link, now removed
@@ -68,6 +73,9 @@ def set_aside(workspace: Path, index: int, kind: str) -> Path | None:
     """Keep a failed or interrupted run's folder for review as run_<i>_<kind>_<n>."""
     folder = workspace / f"run_{index}"
     if not folder.exists():
+        return None
+    if not any(folder.iterdir()):
+        folder.rmdir()  # it never started (its idea was waiting for a batch slot): nothing to review
         return None
     n = 1
     while (workspace / f"run_{index}_{kind}_{n}").exists():

@@ -7,7 +7,10 @@ to precompute baselines by hand.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,9 +26,26 @@ def cache_dir(ctx: IdeaContext) -> Path:
     return ctx.cfg.workspace_root.resolve() / ".baseline_cache" / f"{ctx.spec.name}_{ctx.spec.baseline_key(ctx.path)}"
 
 
+@contextlib.contextmanager
+def _cache_lock(cached: Path):
+    """Ideas of a batch start together: the first computes run_0, the others wait and copy it."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cached.parent / f"{cached.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def run(ctx: IdeaContext) -> None:
-    run_dir = ctx.path / "run_0"
     cached = cache_dir(ctx)
+    with _cache_lock(cached):
+        _baseline(ctx, cached)
+
+
+def _baseline(ctx: IdeaContext, cached: Path) -> None:
+    run_dir = ctx.path / "run_0"
     if ctx.ws.has_tag("run_0"):
         pass  # committed before an interruption; only the state record is missing
     elif (cached / "final_info.json").is_file():
@@ -41,7 +61,7 @@ def run(ctx: IdeaContext) -> None:
             ctx.say("baseline", "run_0 was interrupted by a harness restart; kept for review, running it again")
         ctx.say("baseline", f"computing run_0 (cached afterwards; timeout {ctx.run_timeout} s)")
         outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head(), sandbox=ctx.sandbox,
-                                 on_start=ctx.child_started)
+                                 on_start=ctx.child_started, slots=ctx.slots)
         ctx.child_started(None)
         ctx.record_undone("baseline", "run_0", outcome.removed)
         if not outcome.ok:

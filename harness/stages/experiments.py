@@ -145,7 +145,7 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
                 ctx.child_started(pgid)
 
             outcome = run_experiment(ctx.path, ctx.spec, index, ctx.run_timeout, ws.head(), on_start=record_pgid,
-                                     sandbox=ctx.sandbox)
+                                     sandbox=ctx.sandbox, slots=ctx.slots)
             ctx.state.child_pgid = None
             if outcome.removed:
                 ctx.record_undone(STAGE, tag, outcome.removed)

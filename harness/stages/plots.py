@@ -46,7 +46,8 @@ def _run_plot(ctx: IdeaContext, attempt: int) -> tuple[list[str], str, str]:
     logs = ctx.path / HARNESS_DIR / "plot_logs"
     logs.mkdir(parents=True, exist_ok=True)
     proc = run_process([str(ctx.spec.python), "plot.py"], ctx.path, logs / "stdout.log", logs / "stderr.log",
-                       PLOT_TIMEOUT_S, env=scrubbed_env(), sandbox=ctx.sandbox, on_start=ctx.child_started)
+                       PLOT_TIMEOUT_S, env=scrubbed_env(), sandbox=ctx.sandbox, on_start=ctx.child_started,
+                       slots=ctx.slots, slot_label="plot.py")
     ctx.child_started(None)
     removed = ctx.ws.remove_special_files()
     ctx.record_undone(STAGE, f"plot.py run {attempt}", removed)

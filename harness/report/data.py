@@ -1,0 +1,255 @@
+"""What a report shows, gathered from a workspace (through the results store) and its git
+history. Plain records: the templates only lay them out."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from harness.batch.record import BatchRecord
+from harness.batch.slots import HOLDS_LOG, read_holds
+from harness.leaderboard import gain
+from harness.store import IdeaRow, MetricDef, RunRow, Store
+
+MAX_DIFF_LINES = 400
+RUN_FILES = ("final_info.json", "meta.json", "stdout.log", "stderr.log")
+WORKSPACE_LINKS = (("paper", "paper.pdf"), ("claims check", "claims.json"), ("harness log", "harness.log"),
+                   ("model calls", "chat.jsonl"), ("notes", "notes.txt"), ("idea", "idea.json"))
+
+
+@dataclass
+class Cell:
+    text: str
+    css: str
+    """better | worse | same | base | missing"""
+
+
+@dataclass
+class RunLine:
+    folder: str
+    run: int
+    status: str
+    cells: list[Cell]
+    duration_s: float
+    tokens: int
+    cost_usd: float
+    device: str
+    flags: list[str]
+    error: str
+    links: list[tuple[str, str]]
+
+
+@dataclass
+class CommitView:
+    short: str
+    when: str
+    subject: str
+    kind: str
+    """agent | harness"""
+    stat: list[str]
+    diff: list[tuple[str, str]]
+    """(css class, line) of the patch; empty for harness commits (results, logs)"""
+    truncated: int = 0
+
+
+@dataclass
+class StageCost:
+    stage: str
+    calls: int
+    tokens: int
+    cost_usd: float
+
+
+@dataclass
+class Claims:
+    present: bool
+    total: int = 0
+    unmatched: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class IdeaReport:
+    idea: IdeaRow
+    metrics: list[MetricDef]
+    runs: list[RunLine]
+    figures: list[str]
+    commits: list[CommitView]
+    costs: list[StageCost]
+    claims: Claims
+    links: list[tuple[str, str]]
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if math.isnan(v) or math.isinf(v):
+        return str(v)
+    return f"{v:.4g}"
+
+
+def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool) -> Cell:
+    if is_base:
+        return Cell(_fmt(v), "base")
+    g = gain(m, v, base)
+    if g is None:
+        return Cell(_fmt(v), "missing")
+    pct = f" ({g * 100:+.1f}%)" if base not in (None, 0) else ""
+    return Cell(_fmt(v) + pct, "better" if g > 0 else "worse" if g < 0 else "same")
+
+
+def run_lines(ws: Path, runs: list[RunRow], metrics: list[MetricDef]) -> list[RunLine]:
+    base_row = next((r for r in runs if r.run == 0 and r.status == "done"), None)
+    out = []
+    for r in runs:
+        if r.status == "done":
+            cells = [_cell(m, r.metrics.get(m.name), base_row.metrics.get(m.name) if base_row else None, r.run == 0)
+                     for m in metrics]
+        else:
+            cells = [Cell("-", "missing") for _ in metrics]
+        links = [(name.split(".")[0], f"{r.folder}/{name}") for name in RUN_FILES if (ws / r.folder / name).is_file()]
+        out.append(RunLine(r.folder, r.run, r.status, cells, r.duration_s, r.tokens, r.cost_usd, r.device,
+                           r.degenerate if r.status == "done" else [], r.error, links))
+    return out
+
+
+def commits(ws: Path) -> list[CommitView]:
+    repo = git.Repo(ws)
+    out = []
+    for c in reversed(list(repo.iter_commits())):
+        agent = "agent edit" in c.summary
+        stat = [f"{path}: +{s['insertions']} -{s['deletions']}" for path, s in sorted(c.stats.files.items())]
+        diff: list[tuple[str, str]] = []
+        truncated = 0
+        if agent:
+            # the agent's own change; chat.jsonl rides along in the same commit but is no diff to read
+            text = repo.git.show(c.hexsha, "--format=", "--patch", "--no-color", "--", ".", ":(exclude)chat.jsonl")
+            lines = text.splitlines()
+            truncated = max(0, len(lines) - MAX_DIFF_LINES)
+            for ln in lines[:MAX_DIFF_LINES]:
+                css = ("meta" if ln.startswith(("diff ", "index ", "+++", "---")) else "hunk" if ln.startswith("@@")
+                       else "add" if ln.startswith("+") else "del" if ln.startswith("-") else "ctx")
+                diff.append((css, ln))
+        out.append(CommitView(c.hexsha[:8], c.committed_datetime.strftime("%Y-%m-%d %H:%M:%S"), c.summary,
+                              "agent" if agent else "harness", stat, diff, truncated))
+    return out
+
+
+def stage_costs(ws: Path) -> list[StageCost]:
+    by: dict[str, StageCost] = {}
+    path = ws / "chat.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        s = by.setdefault(rec.get("stage", "?"), StageCost(rec.get("stage", "?"), 0, 0, 0.0))
+        s.calls += 1
+        s.tokens += int(rec.get("prompt_tokens", 0)) + int(rec.get("completion_tokens", 0))
+        s.cost_usd += float(rec.get("cost_usd", 0.0))
+    return list(by.values())
+
+
+def claims(ws: Path) -> Claims:
+    try:
+        data = json.loads((ws / "claims.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return Claims(False)
+    results = data.get("results", [])
+    return Claims(True, int(data.get("claims", len(results))), [r for r in results if r.get("status") != "ok"])
+
+
+def idea_report(ws: Path, store: Store) -> IdeaReport:
+    store.sync_workspace(ws)
+    idea = store.idea_by_path(ws)
+    if idea is None:
+        from harness.errors import UserError
+
+        raise UserError(f"{ws} could not be read as a workspace; check its state.json")
+    metrics = store.metrics(idea.template)
+    runs = store.runs(idea.workspace)
+    figures = sorted(p.name for p in ws.glob("*.png") if p.is_file())
+    links = [(label, rel) for label, rel in WORKSPACE_LINKS if (ws / rel).is_file()]
+    return IdeaReport(idea, metrics, run_lines(ws, runs, metrics), figures, commits(ws), stage_costs(ws),
+                      claims(ws), links)
+
+
+@dataclass
+class BatchLine:
+    name: str
+    title: str
+    status: str
+    reason: str
+    report: str
+    """Link to the idea's report.html, relative to the batch folder ('' without a workspace)."""
+    paper: str
+    stage: str
+    runs_done: int
+    runs_failed: int
+    metric: str
+    best: str
+    change: str
+    change_css: str
+    tokens: int
+    cost_usd: float
+    log: str
+    """The worker's log, relative to the batch folder."""
+
+
+@dataclass
+class BatchReport:
+    record: BatchRecord
+    metric: str
+    """Label of the metric the 'best' column shows (the first idea's template's first metric)."""
+    lines: list[BatchLine]
+    tokens: int
+    cost_usd: float
+    utilisation: float | None
+    """Busy slot-seconds over slots x the batch's span (None before any hold)."""
+    holds: int
+
+
+def utilisation(batch_dir: Path, slots: int) -> tuple[float | None, int]:
+    holds = read_holds(batch_dir / HOLDS_LOG)
+    if not holds or slots <= 0:
+        return None, len(holds)
+    span = max(h.released for h in holds) - min(h.requested for h in holds)
+    busy = sum(h.released - h.acquired for h in holds)
+    return (busy / (slots * span) if span > 0 else None), len(holds)
+
+
+def batch_report(batch_dir: Path, record: BatchRecord, store: Store) -> BatchReport:
+    lines, tokens, cost = [], 0, 0.0
+    for name, e in record.ideas.items():
+        idea = store.idea_by_path(e.workspace) if e.workspace else None
+        runs = store.runs(idea.workspace) if idea else []
+        metric, best, change, css = "", "-", "-", "missing"
+        defs = store.metrics(idea.template) if idea else []
+        if defs:
+            m = defs[0]
+            base = next((r.metrics.get(m.name) for r in runs if r.run == 0 and r.status == "done"), None)
+            vals = [r.metrics.get(m.name) for r in runs if r.run > 0 and r.status == "done" and not r.degenerate]
+            vals = [v for v in vals if v is not None and not math.isnan(v)]
+            top = None
+            for v in vals:
+                if top is None or m.is_better(v, top):
+                    top = v
+            g = gain(m, top, base)
+            metric, best = m.label, _fmt(top)
+            if g is not None:
+                change, css = f"{g * 100:+.1f}%", "better" if g > 0 else "worse" if g < 0 else "same"
+        report = os.path.relpath(Path(e.workspace) / "report.html", batch_dir) if e.workspace else ""
+        paper = os.path.relpath(Path(e.workspace) / idea.paper, batch_dir) if idea and idea.paper else ""
+        lines.append(BatchLine(name, e.title, e.status, e.reason, report, paper, idea.stage if idea else "-",
+                               sum(r.run > 0 and r.status == "done" for r in runs),
+                               sum(r.status == "failed" for r in runs), metric, best, change, css,
+                               idea.tokens if idea else 0, idea.cost_usd if idea else 0.0, f"logs/{name}.log"))
+        tokens += idea.tokens if idea else 0
+        cost += idea.cost_usd if idea else 0.0
+    util, holds = utilisation(batch_dir, len(record.devices))
+    metric = next((line.metric for line in lines if line.metric), "")
+    return BatchReport(record, metric, lines, tokens, cost, util, holds)
