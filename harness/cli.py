@@ -94,7 +94,7 @@ def run(argv: list[str]) -> int:
                                                 "budget_usd", "budget_tokens", "run_timeout", "stop_after",
                                                 *BATCH_KEYS)}
     cfg = build_config(args.config, cli_values)
-    console = Console(stderr=False, highlight=False)
+    console = Console(stderr=False, highlight=False, soft_wrap=True)  # long paths stay on one line
     if wants_batch(args):
         return run_batch(args, cfg, cli_values, console)
 
