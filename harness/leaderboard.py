@@ -17,6 +17,7 @@ from rich.table import Table
 
 from harness.errors import UserError
 from harness.store import IdeaRow, MetricDef, RunRow, Store
+from harness.results import fmt_short
 
 
 @dataclass
@@ -104,12 +105,7 @@ def _idea_key(s: IdeaStanding):
     return (failed, g is None, -(g or 0.0), s.row.idea)
 
 
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if math.isnan(v) or math.isinf(v):
-        return str(v)
-    return f"{v:.4g}"
+_fmt = fmt_short
 
 
 def _pct(g: float | None) -> str:

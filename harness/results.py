@@ -88,6 +88,15 @@ def _fmt(v: float | None) -> str:
     return f"{v:.4f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:.1f}"
 
 
+def fmt_short(v: float | None) -> str:
+    """Four significant digits, for tables people scan (leaderboard, HTML report)."""
+    if v is None:
+        return "-"
+    if math.isnan(v) or math.isinf(v):
+        return str(v)
+    return f"{v:.4g}"
+
+
 def best_so_far(spec: TemplateSpec, summaries: list[RunSummary], metric: Metric) -> tuple[float, int] | None:
     """Best non-degenerate value of a metric over runs >= 1."""
     best: tuple[float, int] | None = None

@@ -15,6 +15,7 @@ from harness.batch.record import BatchRecord
 from harness.batch.slots import HOLDS_LOG, read_holds
 from harness.leaderboard import gain
 from harness.store import IdeaRow, MetricDef, RunRow, Store
+from harness.results import fmt_short
 
 MAX_DIFF_LINES = 400
 RUN_FILES = ("final_info.json", "meta.json", "stdout.log", "stderr.log")
@@ -84,12 +85,7 @@ class IdeaReport:
     links: list[tuple[str, str]]
 
 
-def _fmt(v: float | None) -> str:
-    if v is None:
-        return "-"
-    if math.isnan(v) or math.isinf(v):
-        return str(v)
-    return f"{v:.4g}"
+_fmt = fmt_short
 
 
 def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool) -> Cell:
