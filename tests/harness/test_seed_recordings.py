@@ -19,8 +19,7 @@ from aider.coders.editblock_coder import DEFAULT_FENCE, do_replace, find_origina
 
 from conftest import REPO
 
-# orthogonal_sae joins when its recording lands (issue 6: being recorded, not yet committed)
-SEED_IDEAS = ["feature_momentum"]
+SEED_IDEAS = ["feature_momentum", "orthogonal_sae"]
 
 
 def _apply_recording(name: str, workspace: Path) -> list[str]:
