@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.batch.cli import add_batch_options
 
     add_batch_options(p, docs, d)
-    p.epilog += (" Sub-commands: `batch FOLDER|FILES` runs ideas at once, `leaderboard` ranks them, "
+    p.epilog += (" Sub-commands: `history WORKSPACE` lists the agent's edits, `batch FOLDER|FILES` runs ideas at once, `leaderboard` ranks them, "
                  "`report WORKSPACE|BATCH` writes HTML; each has its own --help.")
     return p
 
