@@ -35,6 +35,26 @@ IDEA = {
 }
 
 
+
+def child_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a harness started by a test: no real provider keys, a private HOME
+    (so caches and aider's settings stay in the test's folder)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OPENAI", "ANTHROPIC")) and k != "SAE_HARNESS_CACHE"}
+    return env | {"HOME": str(home), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def one_line_error(r, *words) -> str:
+    """A user error: exit 2, one line on stderr naming the problem and the fix, no traceback."""
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
 def edit(path: str, search: str, replace: str) -> str:
     """One SEARCH/REPLACE block as a coding agent writes it."""
     return (f"{path}\n```\n<<<<<<< SEARCH\n{search.strip(chr(10))}\n=======\n"
@@ -111,10 +131,7 @@ class Harness:
         return self.llm
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("OPENAI", "ANTHROPIC")) and k != "SAE_HARNESS_CACHE"}  # caches under HOME
-        env.update(HOME=str(self.home), OPENAI_API_KEY="sk-test-secret-do-not-leak", PYTHONUNBUFFERED="1")
-        return env | self.extra_env
+        return child_env(self.home, OPENAI_API_KEY="sk-test-secret-do-not-leak") | self.extra_env
 
     def args(self, *extra: str, template: str = "toy") -> list[str]:
         base = [str(REPO / ".venvs" / "harness" / "bin" / "python"), str(REPO / "run_harness.py")]

@@ -13,16 +13,8 @@ import pytest
 
 from tests.faults.integrity import snapshot
 from tests.support import IDEA, l1_edit
+from tests.support import one_line_error as _one_line_error
 
-
-def _one_line_error(r, *words):
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, r.stderr
-    assert "Traceback" not in r.stderr + r.stdout
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.mark.fault("bad idea file")

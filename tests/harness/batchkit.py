@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO, edit
+from tests.support import child_env
 
 DEMO_IDEA = json.loads((REPO / "ideas" / "toy_l1_sweep.json").read_text())
 DEMO_SCRIPT = yaml.safe_load((REPO / "demo" / "toy_l1_sweep.script.yaml").read_text())
@@ -49,22 +49,9 @@ def cli(tmp: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProc
     """run_harness.py with exactly these arguments (sub-commands take no --template etc.)."""
     home = tmp / "home"
     home.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI", "ANTHROPIC")) and k != "SAE_HARNESS_CACHE"}  # caches under HOME
-    env.update(HOME=str(home), PYTHONUNBUFFERED="1")
     return subprocess.run([str(REPO / ".venvs" / "harness" / "bin" / "python"), str(REPO / "run_harness.py"), *args],
-                          cwd=tmp, env=env, text=True, capture_output=True, timeout=timeout)
+                          cwd=tmp, env=child_env(home), text=True, capture_output=True, timeout=timeout)
 
-
-def one_line_error(r, *words) -> str:
-    """A user error: exit 2, one line on stderr naming the problem and the fix, no traceback."""
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, r.stderr
-    assert "Traceback" not in r.stderr + r.stdout
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 def batch_dir(root: Path) -> Path:

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from batchkit import cli
-from batchkit import one_line_error as _one_line_error
+from tests.support import one_line_error as _one_line_error
 from conftest import IDEA
 
 
