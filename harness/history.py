@@ -20,7 +20,8 @@ from rich.table import Table
 
 from harness.errors import UserError
 
-# "[experiments] turn 3 for run_2: agent edit of experiment.py" / "[writeup] method (turn 5): agent edit of ..."
+# "[experiments] turn 3 for run_2: agent edit of experiment.py" / "[experiments] turn 4, ALL_COMPLETED: ..."
+# / "[writeup] method (turn 5): agent edit of ..."
 EDIT_RE = re.compile(r"^\[(?P<stage>\w+)\] (?P<label>.*?): (?:agent edit of (?P<files>.+)|no edit)$")
 TURN_RE = re.compile(r"turn (\d+)")
 RUN_RE = re.compile(r"for run_(\d+)")

@@ -104,8 +104,10 @@ def _turn(ctx: IdeaContext, session) -> None:
     prog.turn_in_flight = True
     ctx.save()
     ctx.say(STAGE, f"turn {turn}: asking the agent (run {prog.next_run} of at most {ctx.cfg.max_runs})")
+    planned = f"turn {turn} for run_{prog.next_run}"
+    # a final answer plans no run, and `history` must not list one for it
     done = agent_turn(ctx, session, STAGE, prog.next_message, turn, _files(ctx),
-                      f"turn {turn} for run_{prog.next_run}")
+                      lambda reply: f"turn {turn}, {DONE_WORD}" if DONE_WORD in reply else planned)
     result, note = done.result, done.reverted_note(_files(ctx))
     prog.turn, prog.turn_in_flight = turn, False
 

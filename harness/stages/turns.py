@@ -6,6 +6,7 @@ history; the chat.jsonl lines of the turn go into the same commit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.agent import ChatSession, TurnResult
@@ -36,7 +37,10 @@ class Turn:
 
 
 def agent_turn(ctx: IdeaContext, session: ChatSession, stage: str, message: str, turn: int,
-               allowed: list[str], label: str, commit_empty: bool = False) -> Turn:
+               allowed: list[str], label: str | Callable[[str], str],
+               commit_empty: bool = False) -> Turn:
+    """label names the turn in its commit subject; a callable gets the reply, for labels that
+    depend on what the agent answered."""
     before = ctx.ws.dirty_paths()
     session.refused.clear()
     result = session.ask(message, turn)
@@ -47,6 +51,7 @@ def agent_turn(ctx: IdeaContext, session: ChatSession, stage: str, message: str,
     if edited or commit_empty:
         first = next((ln.strip() for ln in result.reply.splitlines() if ln.strip()), "")[:72]
         what = f"agent edit of {', '.join(edited)}" if edited else "no edit"
-        ctx.ws.commit(f"[{stage}] {label}: {what}\n\n{first}", paths=edited + ["chat.jsonl"])
+        name = label(result.reply) if callable(label) else label
+        ctx.ws.commit(f"[{stage}] {name}: {what}\n\n{first}", paths=edited + ["chat.jsonl"])
     return Turn(result, edited, [e.path for e in undone if e.action != "refused"],
                 [e.path for e in undone if e.action == "refused"])

@@ -13,8 +13,9 @@ def _record(harness):
     """A two-run session with the scripted model: the recording the tests replay."""
     notes = edit("notes.txt", "# Notes on the experiments (filled in by the agent, read by the writeup)",
                  "# Notes on the experiments (filled in by the agent, read by the writeup)\n\nRaise l1_coeff.")
+    summary = edit("notes.txt", "Raise l1_coeff.", "Raise l1_coeff.\nBoth runs are sparser than the baseline.")
     harness.serve([l1_edit("0.02", "0.05") + notes, {"expect": "Run 1 finished", "reply": l1_edit("0.05", "0.1")},
-                   {"expect": "Run 2 finished", "reply": "ALL_COMPLETED"}])
+                   {"expect": "Run 2 finished", "reply": "ALL_COMPLETED\n\n" + summary}])
     r = harness.run("--idea", str(harness.idea_path))
     assert r.returncode == 0, r.stderr
     harness.llm.stop()
@@ -85,8 +86,10 @@ def test_history_lists_every_agent_edit_and_shows_a_diff(harness):
     r = _record(harness)
     python, script = str(REPO / ".venvs" / "harness" / "bin" / "python"), str(REPO / "run_harness.py")
     out = subprocess.run([python, script, "history", str(r.workspace)], capture_output=True, text=True, check=True).stdout
-    assert "Agent edits" in out and "(2)" in out
+    assert "Agent edits" in out and "(3)" in out
     assert "experiments" in out and "run_1" in out and "run_2" in out and "+3 -1" in out and "+1 -1" in out
+    # the closing turn planned no run, so no run_3 is named for it
+    assert "run_3" not in out and "[experiments] turn 3, ALL_COMPLETED: agent edit of notes.txt" in r.log()
     diff = subprocess.run([python, script, "history", str(r.workspace), "--show", "2"],
                           capture_output=True, text=True, check=True).stdout
     assert "-    l1_coeff: float = 0.05" in diff and "+    l1_coeff: float = 0.1 " in diff
@@ -97,4 +100,4 @@ def test_history_lists_every_agent_edit_and_shows_a_diff(harness):
     tagged = r.repo().tags["run_2"].commit.parents[0].hexsha[:10]
     assert tagged in head["run_2"] or r.repo().tags["run_2"].commit.hexsha[:10] in head["run_2"]
     bad = subprocess.run([python, script, "history", str(r.workspace), "--show", "9"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "there are 2 edits" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "there are 3 edits" in bad.stderr and "Traceback" not in bad.stderr
