@@ -17,10 +17,10 @@ import sqlite3
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from harness.errors import UserError
-from harness.results import ResultsError, read_final_info, summarise
+from harness.results import ResultsError, read_final_info, read_json, summarise
 from harness.state import STAGES, State, load_state
 from harness.template import TemplateSpec, load_template
 
@@ -110,13 +110,6 @@ class _Call:
     cost: float
 
 
-def _json_load(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def _when(text: str) -> datetime | None:
     try:
         return datetime.fromisoformat(text)
@@ -166,7 +159,7 @@ def _stage(state: State) -> str:
 def read_workspace(ws: Path, batch: str = "") -> tuple[IdeaRow, list[RunRow], list[MetricDef]]:
     """Everything the store keeps about one workspace, read from its files."""
     state = load_state(ws)
-    idea = _json_load(ws / "idea.json") or {}
+    idea = read_json(ws / "idea.json") or {}
     spec: TemplateSpec | None
     try:
         spec = load_template(state.template)
@@ -201,7 +194,7 @@ def _runs(ws: Path, state: State, spec: TemplateSpec | None, template: str, mode
             status = "done"
         else:
             status = kind
-        meta = _json_load(folder / "meta.json") or {}
+        meta = read_json(folder / "meta.json") or {}
         values: dict[str, float | None] = {}
         flags: list[str] = []
         if status == "done" and spec is not None:
@@ -318,20 +311,11 @@ class Store:
         q, args = "SELECT * FROM ideas", ()
         if batch is not None:
             q, args = q + " WHERE batch = ?", (batch,)
-        out = []
-        for r in self.db.execute(q + " ORDER BY created, idea", args):
-            d = dict(r)
-            d["stages"] = json.loads(d["stages"] or "{}")
-            out.append(IdeaRow(**d))
-        return out
+        return [_idea_row(r) for r in self.db.execute(q + " ORDER BY created, idea", args)]
 
     def idea_by_path(self, workspace: str | Path) -> IdeaRow | None:
         r = self.db.execute("SELECT * FROM ideas WHERE workspace = ?", (str(Path(workspace).resolve()),)).fetchone()
-        if r is None:
-            return None
-        d = dict(r)
-        d["stages"] = json.loads(d["stages"] or "{}")
-        return IdeaRow(**d)
+        return None if r is None else _idea_row(r)
 
     def runs(self, workspace: str | None = None) -> list[RunRow]:
         q, args = "SELECT * FROM runs", ()
@@ -362,8 +346,15 @@ def batch_membership(root: Path) -> dict[str, str]:
     """workspace path -> id of the batch it belongs to, from every batch.json under root."""
     out: dict[str, str] = {}
     for path in sorted((root / "batches").glob("*/batch.json")) if (root / "batches").is_dir() else []:
-        data = _json_load(path) or {}
+        data = read_json(path) or {}
         for entry in (data.get("ideas") or {}).values():
             if isinstance(entry, dict) and entry.get("workspace"):
                 out[str(Path(entry["workspace"]).resolve())] = str(data.get("id", path.parent.name))
     return out
+
+
+def _idea_row(r: sqlite3.Row) -> IdeaRow:
+    """An ideas-table row back into its record (stages are stored as JSON text)."""
+    d = dict(r)
+    d["stages"] = json.loads(d["stages"] or "{}")
+    return IdeaRow(**d)

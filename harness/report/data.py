@@ -15,7 +15,7 @@ from harness.batch.record import BatchRecord
 from harness.batch.slots import HOLDS_LOG, read_holds
 from harness.leaderboard import gain
 from harness.store import IdeaRow, MetricDef, RunRow, Store
-from harness.results import fmt_short
+from harness.results import fmt_short, read_json
 
 MAX_DIFF_LINES = 400
 RUN_FILES = ("final_info.json", "meta.json", "stdout.log", "stderr.log")
@@ -151,9 +151,8 @@ def stage_costs(ws: Path) -> list[StageCost]:
 
 
 def claims(ws: Path) -> Claims:
-    try:
-        data = json.loads((ws / "claims.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    data = read_json(ws / "claims.json")
+    if not isinstance(data, dict):
         return Claims(False)
     results = data.get("results", [])
     return Claims(True, int(data.get("claims", len(results))), [r for r in results if r.get("status") != "ok"])

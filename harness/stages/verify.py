@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
+from harness.results import read_json
 from harness.texscan import mask, plain_numbers, scan, sentence_breaks
 
 CLAIMS_FILE = "claims.json"
@@ -225,8 +226,8 @@ class KnownValues:
             if not m or not run_dir.is_dir():
                 continue
             n = int(m.group(1))
-            info = _read_json(run_dir / "final_info.json")
-            meta = _read_json(run_dir / "meta.json")
+            info = read_json(run_dir / "final_info.json")
+            meta = read_json(run_dir / "meta.json")
             if not isinstance(info, dict) or n in failed_in_state or _meta_failed(meta):
                 known.failed_runs.add(n)
                 continue
@@ -239,7 +240,7 @@ class KnownValues:
         notes = ws / "notes.txt"
         if notes.is_file():
             known.add_text(notes.read_text(encoding="utf-8", errors="replace"), "notes.txt")
-        idea = _read_json(ws / "idea.json")
+        idea = read_json(ws / "idea.json")
         if idea is not None:
             known.add_json(idea, "idea.json")
         return known
@@ -295,13 +296,6 @@ def _affinity(source: str, words: set[str]) -> int:
     return len(_key_words(source.split(":", 1)[1] if ":" in source else "") & words)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _meta_failed(meta: Any) -> bool:
     if not isinstance(meta, dict):
         return False
@@ -309,7 +303,7 @@ def _meta_failed(meta: Any) -> bool:
 
 
 def _failed_in_state(ws: Path) -> set[int]:
-    state = _read_json(ws / "state.json")
+    state = read_json(ws / "state.json")
     runs = state.get("runs") if isinstance(state, dict) else None
     failed: set[int] = set()
     if isinstance(runs, dict):
