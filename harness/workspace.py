@@ -193,9 +193,10 @@ class Workspace:
         done = []
         for rel, what in find_special(self.path):
             (self.path / rel).unlink()
-            if self._tracked(rel):
+            tracked = self._tracked(rel)
+            if tracked:
                 self.repo.git.checkout("HEAD", "--", rel)
-            done.append(RevertedEdit(rel, "removed" + (", restored from git" if self._tracked(rel) else ""), what))
+            done.append(RevertedEdit(rel, "removed" + (", restored from git" if tracked else ""), what))
         return done
 
     def stash_paths(self, paths: list[str], message: str) -> str | None:

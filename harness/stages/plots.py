@@ -25,6 +25,11 @@ STEP, MESSAGE, TURN = "plots_step", "plots_message", "plots_turn"
 the prompt it sends, and the agent turns done."""
 
 
+def _logs(ctx: IdeaContext) -> Path:
+    """Where plot.py's stdout.log and stderr.log go (outside git, rewritten each run)."""
+    return ctx.path / HARNESS_DIR / "plot_logs"
+
+
 def _figures(ws: Path) -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in ws.iterdir() if p.suffix in FIGURE_SUFFIXES and p.is_file()}
 
@@ -43,7 +48,7 @@ def _turn(ctx: IdeaContext, session) -> None:
 def _run_plot(ctx: IdeaContext, attempt: int) -> tuple[list[str], str, str]:
     """Run plot.py: (figures it made, why it failed or '', a note for the agent's next prompt)."""
     before = _figures(ctx.path)
-    logs = ctx.path / HARNESS_DIR / "plot_logs"
+    logs = _logs(ctx)
     logs.mkdir(parents=True, exist_ok=True)
     proc = run_process([str(ctx.spec.python), "plot.py"], ctx.path, logs / "stdout.log", logs / "stderr.log",
                        PLOT_TIMEOUT_S, env=scrubbed_env(), sandbox=ctx.sandbox, on_start=ctx.child_started,
@@ -89,10 +94,9 @@ def run(ctx: IdeaContext) -> None:
                     ctx.say(STAGE, ctx.state.notes[STAGE])
                     _advance(ctx, "done")
                     return
-                logs = ctx.path / HARNESS_DIR / "plot_logs"
                 _advance(ctx, f"edit {attempt + 1}", render(
                     "plots_failed", reason=reason, attempt=attempt, max_attempts=ctx.cfg.max_fix_attempts,
-                    stderr_tail=tail(logs / "stderr.log") or "(empty)") + note)
+                    stderr_tail=tail(_logs(ctx) / "stderr.log") or "(empty)") + note)
             elif kind == "describe":
                 _turn(ctx, session)
                 _advance(ctx, "done")
