@@ -32,6 +32,7 @@ from rich.console import Console  # noqa: E402
 from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt,  # noqa: E402
                       wait_exponential)
 
+from harness.chatlog import CHAT_LOG, read_totals  # noqa: E402
 from harness.edit_guard import guard_edits  # noqa: E402
 from harness.errors import IdeaStopped, UserError  # noqa: E402
 
@@ -47,7 +48,6 @@ if not model_info_manager.content:
 # with its own timings before we ever saw the error.
 _base_coder.RETRY_TIMEOUT = 0
 
-CHAT_LOG = "chat.jsonl"
 DEFAULT_METADATA = {
     "max_input_tokens": 128_000,
     "max_output_tokens": 8_192,
@@ -166,20 +166,6 @@ def check_model_keys(settings: AgentSettings) -> None:
         keys = " and ".join(model.missing_keys)
         raise UserError(f"model '{settings.model}' needs {keys} in the environment; export it, "
                         f"or pass --api-base for a local OpenAI-compatible server")
-
-
-def read_totals(chat_log: Path) -> tuple[int, float]:
-    """Tokens and dollars spent so far by this idea, from its chat.jsonl."""
-    tokens, cost = 0, 0.0
-    if chat_log.exists():
-        for line in chat_log.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            tokens += int(rec.get("prompt_tokens", 0)) + int(rec.get("completion_tokens", 0))
-            cost += float(rec.get("cost_usd", 0.0))
-    return tokens, cost
 
 
 class Agent:

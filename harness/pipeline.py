@@ -13,8 +13,9 @@ from pathlib import Path
 import git
 from rich.console import Console
 
-from harness.agent import CHAT_LOG, Agent, AgentSettings, read_totals
+from harness.agent import Agent, AgentSettings
 from harness.batch.slots import SlotPool
+from harness.chatlog import CHAT_LOG, read_totals
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
 from harness.executor import kill_stale_group

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from harness.chatlog import CHAT_LOG, read_chat_log, tokens_of
 from harness.errors import UserError
 from harness.results import ResultsError, read_final_info, read_json, summarise
 from harness.state import STAGES, State, load_state
@@ -119,18 +120,10 @@ def _when(text: str) -> datetime | None:
 
 def _calls(ws: Path) -> list[_Call]:
     out = []
-    path = ws / "chat.jsonl"
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
+    for rec in read_chat_log(ws / CHAT_LOG):
         ts = _when(rec.get("ts", ""))
         if ts is not None:
-            out.append(_Call(ts, rec.get("stage", ""), int(rec.get("prompt_tokens", 0)) +
-                             int(rec.get("completion_tokens", 0)), float(rec.get("cost_usd", 0.0))))
+            out.append(_Call(ts, rec.get("stage", ""), tokens_of(rec), float(rec.get("cost_usd", 0.0))))
     return out
 
 

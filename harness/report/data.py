@@ -3,7 +3,6 @@ history. Plain records: the templates only lay them out."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ import git
 
 from harness.batch.record import BatchRecord
 from harness.batch.slots import HOLDS_LOG, read_holds
+from harness.chatlog import CHAT_LOG, read_chat_log, tokens_of
 from harness.leaderboard import gain
 from harness.store import IdeaRow, MetricDef, RunRow, Store
 from harness.results import fmt_short, read_json
@@ -137,15 +137,10 @@ def commits(ws: Path) -> list[CommitView]:
 
 def stage_costs(ws: Path) -> list[StageCost]:
     by: dict[str, StageCost] = {}
-    path = ws / "chat.jsonl"
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for rec in read_chat_log(ws / CHAT_LOG):
         s = by.setdefault(rec.get("stage", "?"), StageCost(rec.get("stage", "?"), 0, 0, 0.0))
         s.calls += 1
-        s.tokens += int(rec.get("prompt_tokens", 0)) + int(rec.get("completion_tokens", 0))
+        s.tokens += tokens_of(rec)
         s.cost_usd += float(rec.get("cost_usd", 0.0))
     return list(by.values())
 
