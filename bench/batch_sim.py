@@ -45,11 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from harness.batch.executors import LocalExecutor  # noqa: E402
+from harness.batch.backends import LocalExecutor  # noqa: E402
 from harness.batch.live import BatchView  # noqa: E402
-from harness.batch.record import BatchRecord, IdeaEntry, load_batch, save_batch  # noqa: E402
 from harness.batch.scheduler import Scheduler  # noqa: E402
-from harness.batch.slots import HOLDS_LOG, FileSlotPool, read_holds  # noqa: E402
+from harness.batch.slots import FileSlotPool  # noqa: E402
+from harness.execution.slots import HOLDS_LOG, read_holds  # noqa: E402
+from harness.records.batch import BatchRecord, IdeaEntry, load_batch, save_batch  # noqa: E402
 
 IDEAS, RUNS, SLOTS = 20, 5, 4
 LATENCY = (20.0, 0.5)   # lognormal median (s), sigma

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.scripted_llm import Entry, ScriptedLLM  # noqa: E402
+from harness.agent.scripted_llm import Entry, ScriptedLLM  # noqa: E402
 
 LINE = "    l1_coeff: float = {}    # weight of the L1 sparsity penalty"
 

@@ -25,9 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "harness")]
 
-from harness.scripted_llm import Entry, ScriptedLLM  # noqa: E402
 from conftest import IDEA  # noqa: E402
 from test_writeup import _good_texts, _sections, _upstream  # noqa: E402
+
+from harness.agent.scripted_llm import Entry, ScriptedLLM  # noqa: E402
 
 REFERENCE = Path("/work/shared/seeds") if Path("/work/shared/seeds").exists() else ROOT.parent / "shared" / "seeds"
 

@@ -14,27 +14,27 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from harness import models
-from harness.config import HarnessConfig, apply_values, build_config, field_docs
+from harness.agent import models
+from harness.arguments import (
+    BATCH_KEYS,
+    Parser,
+    add_batch_options,
+    add_idea_options,
+    option_values,
+)
+from harness.config import HarnessConfig, apply_values, build_config
 from harness.errors import UserError
+from harness.execution.sandbox import make_sandbox
 from harness.ideas import load_idea
 from harness.progress import run_table
-from harness.sandbox import make_sandbox
-from harness.state import load_state
+from harness.records.state import load_state
 from harness.template import load_template
 
 EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR = 0, 1, 2
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and status 2, like every other user error
-        raise UserError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    docs = field_docs()
-    d = HarnessConfig()
-    p = _Parser(
+    p = Parser(
         prog="run_harness.py",
         description="Have a coding agent implement a sparse-autoencoder research idea in a fresh git "
                     "workspace, run its experiments against a baseline, and record everything in git.",
@@ -44,24 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="idea JSON file (repeat for several: they run at once, as a batch)")
     p.add_argument("--resume", type=Path, metavar="WORKSPACE",
                    help="continue an interrupted or stopped idea (a workspace folder) or batch (a batch folder)")
-    p.add_argument("--config", type=Path, metavar="FILE", help="YAML file with any of the settings below")
-    p.add_argument("--template", help=f"{docs['template']} (default: {d.template})")
-    p.add_argument("--model", help=f"{docs['model']} Keys come from the usual environment variables.")
-    p.add_argument("--api-base", dest="api_base", metavar="URL", help=docs["api_base"])
-    p.add_argument("--max-runs", dest="max_runs", metavar="N", help=f"{docs['max_runs']} (default: {d.max_runs})")
-    p.add_argument("--workspace-root", dest="workspace_root", metavar="DIR",
-                   help=f"{docs['workspace_root']} (default: {d.workspace_root})")
-    p.add_argument("--budget-usd", dest="budget_usd", metavar="USD", help=docs["budget_usd"])
-    p.add_argument("--budget-tokens", dest="budget_tokens", metavar="N", help=docs["budget_tokens"])
-    p.add_argument("--stop-after", dest="stop_after", metavar="STAGE",
-                   help=f"{docs['stop_after']} (default: {d.stop_after})")
-    p.add_argument("--run-timeout", dest="run_timeout", metavar="SECONDS", help=docs["run_timeout"])
-    from harness.batch.cli import add_batch_options
-
-    add_batch_options(p, docs, d)
+    add_idea_options(p)
+    add_batch_options(p, "batches (several --idea, `batch FOLDER`, or --resume of a batch folder)")
     p.epilog += (" Sub-commands: `history WORKSPACE` lists the agent's edits, `batch FOLDER|FILES` runs ideas at once, `leaderboard` ranks them, "
                  "`report WORKSPACE|BATCH` writes HTML; each has its own --help.")
     return p
+
+
+def _wants_batch(args: argparse.Namespace) -> bool:
+    """Several ideas, a batch folder to resume, or a batch option on the command line
+    (`--idea x.json --executor ray` means: run it on Ray)."""
+    from harness.records.batch import is_batch_dir
+
+    return bool(len(args.idea or []) > 1 or (args.resume and is_batch_dir(args.resume))
+                or (args.idea and any(getattr(args, k) is not None for k in BATCH_KEYS)))
 
 
 def _summary(console: Console, rows: list[tuple]) -> None:
@@ -73,7 +69,7 @@ def _summary(console: Console, rows: list[tuple]) -> None:
     console.print(table)
 
 
-SUBCOMMANDS = {"history": "harness.history", "batch": "harness.batch.cli", "leaderboard": "harness.leaderboard",
+SUBCOMMANDS = {"history": "harness.history", "batch": "harness.batch.cli", "leaderboard": "harness.results.leaderboard",
                "report": "harness.report"}
 """`run_harness.py NAME ...`: sub-commands, each a module with main(argv) imported only when named."""
 
@@ -88,15 +84,13 @@ def run(argv: list[str]) -> int:
         raise UserError("nothing to do: pass --idea PATH (or --resume WORKSPACE)")
     if args.idea and args.resume:
         raise UserError("--idea and --resume cannot be combined; resume one workspace at a time")
-    from harness.batch.cli import BATCH_KEYS, run_batch, wants_batch
-
-    cli_values = {k: getattr(args, k) for k in ("template", "model", "api_base", "max_runs", "workspace_root",
-                                                "budget_usd", "budget_tokens", "run_timeout", "stop_after",
-                                                *BATCH_KEYS)}
+    cli_values = option_values(args)
     cfg = build_config(args.config, cli_values)
     console = Console(stderr=False, highlight=False, soft_wrap=True)  # long paths stay on one line
-    if wants_batch(args):
-        return run_batch(args, cfg, cli_values, console)
+    if _wants_batch(args):
+        from harness.batch.cli import run_batch
+
+        return run_batch(args.idea, args.resume, args.retry_failed, cfg, cli_values, console)
 
     if args.resume:
         saved = load_state(args.resume.resolve()).config

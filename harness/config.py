@@ -11,13 +11,18 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from harness.errors import UserError
+from harness.records.state import Stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SandboxLevel = Literal["auto", "namespace", "process"]
+Executor = Literal["local", "ray"]
+EditFormat = Literal["diff", "whole", "udiff"]
 
 
 @dataclass
@@ -30,7 +35,7 @@ class HarnessConfig:
     """Folder of recorded sessions (NAME.jsonl, from a workspace's chat.jsonl) replayed when no model is given."""
     api_base: str | None = None
     """Base URL of an OpenAI-compatible server (ollama, vLLM, llama.cpp)."""
-    stop_after: str = "writeup"
+    stop_after: Stage = "writeup"
     """Last stage to run: baseline, experiments, plots or writeup (later stages stay pending)."""
     max_runs: int = 10
     """Experiment runs the agent may use, baseline not counted."""
@@ -42,7 +47,7 @@ class HarnessConfig:
     """Stop an idea cleanly once its model calls have used this many tokens (sent + received)."""
     run_timeout: int | None = None
     """Seconds one experiment run may take before its process group is killed (default: the template's)."""
-    sandbox: str = "auto"
+    sandbox: SandboxLevel = "auto"
     """Isolation of experiment/plot processes: namespace (bubblewrap), process, or auto (the best that works)."""
     run_memory_gb: float | None = None
     """Address-space limit of one experiment or plot process, in GB (none by default)."""
@@ -50,7 +55,7 @@ class HarnessConfig:
     """Failed runs in a row the agent may try to fix before the experiments stage stops."""
     max_idle_turns: int = 3
     """Replies in a row that leave experiment.py unchanged before the stage stops."""
-    edit_format: str = "diff"
+    edit_format: EditFormat = "diff"
     """aider edit format: diff (SEARCH/REPLACE blocks) or whole."""
     stream: bool = True
     """Stream model replies (token counts then come from aider's tokenizer)."""
@@ -62,7 +67,7 @@ class HarnessConfig:
     """Seconds to wait for one model reply."""
     model_metadata: dict[str, Any] = field(default_factory=dict)
     """For models litellm does not know: max_input_tokens, input_cost_per_token, output_cost_per_token."""
-    executor: str = "local"
+    executor: Executor = "local"
     """Where a batch's ideas run: local (a process per idea on this machine) or ray (tasks on a Ray cluster)."""
     ray_address: str | None = None
     """Address of an existing Ray cluster for --executor ray (default: start a local Ray instance)."""
@@ -96,10 +101,6 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
-_CHOICES = {"edit_format": ("diff", "whole", "udiff"),
-            "stop_after": ("baseline", "experiments", "plots", "writeup"),
-            "sandbox": ("auto", "namespace", "process"),
-            "executor": ("local", "ray")}
 _POSITIVE = {"max_runs", "max_fix_attempts", "max_idle_turns", "api_attempts", "run_timeout",
              "budget_tokens", "request_timeout"}
 _NON_NEGATIVE = {"budget_usd", "api_retry_wait"}
@@ -117,6 +118,12 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
 
     def bad(expected: str) -> UserError:
         return UserError(f"{source}: '{key}' must be {expected}, got {value!r}")
+
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise bad(f"one of {', '.join(allowed)}")
+        return value
 
     if hint is bool:
         if isinstance(value, bool):
@@ -162,9 +169,6 @@ def _validate(cfg: HarnessConfig, source: str) -> None:
         v = getattr(cfg, key)
         if v is not None and v < 0:
             raise UserError(f"{source}: '{key}' must be 0 or more, got {v}")
-    for key, allowed in _CHOICES.items():
-        if getattr(cfg, key) not in allowed:
-            raise UserError(f"{source}: '{key}' must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
     if cfg.gpus is not None and cfg.gpus != "none" and not all(
             g.strip().isdigit() for g in cfg.gpus.split(",")):
         raise UserError(f"{source}: 'gpus' must be GPU ids like 0,1 or none, got {cfg.gpus!r}")

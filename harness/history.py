@@ -8,7 +8,6 @@ edit's diff and `--runs` lists the runs with the commit each one ran.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from harness.errors import UserError
+from harness.records.run_meta import read_meta
 
 # "[experiments] turn 3 for run_2: agent edit of experiment.py" / "[experiments] turn 4, ALL_COMPLETED: ..."
 # / "[writeup] method (turn 5): agent edit of ..."
@@ -78,15 +78,14 @@ def runs(workspace: Path) -> list[dict]:
     tags = {t.name: t.commit.hexsha for t in repo.tags}
     out = []
     for folder in sorted(workspace.glob("run_*"), key=_run_order):
-        meta_path = folder / "meta.json"
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+        meta = read_meta(folder)
         out.append({
             "run": folder.name,
-            "status": meta.get("status", "unknown"),
-            "commit": (meta.get("commit") or "")[:10],
+            "status": (meta.status or "unknown") if meta else "unknown",
+            "commit": meta.commit[:10] if meta else "",
             "tag": folder.name if folder.name in tags else "",
-            "seconds": meta.get("duration_s"),
-            "error": meta.get("error", ""),
+            "seconds": meta.duration_s if meta else None,
+            "error": meta.error if meta else "",
         })
     return out
 

@@ -4,90 +4,27 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import git
 from rich.console import Console
 
-from harness.agent import Agent, AgentSettings
-from harness.batch.slots import SlotPool
-from harness.chatlog import CHAT_LOG, read_totals
+from harness.agent.session import AgentSettings
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
-from harness.executor import kill_stale_group
-from harness.ideas import Idea, load_idea
+from harness.execution.process import kill_stale_group
+from harness.ideas import load_idea
 from harness.progress import Progress
-from harness.sandbox import Sandbox, make_sandbox
-from harness.state import STAGES, State, load_state, save_state
-from harness.template import TemplateSpec, load_template
-from harness.workspace import RevertedEdit, Workspace
+from harness.records.state import STAGES, State, load_state, save_state
+from harness.stages import baseline, experiments, plots, writeup
+from harness.stages.context import IdeaContext
+from harness.template import load_template
+from harness.workspace import Workspace
 
-
-@dataclass
-class IdeaContext:
-    """Everything a stage needs; stages communicate only through the workspace and state."""
-    cfg: HarnessConfig
-    spec: TemplateSpec
-    idea: Idea
-    ws: Workspace
-    state: State
-    console: Console
-    log: logging.Logger
-    settings: AgentSettings
-    slots: SlotPool | None = None
-    """Device slots shared with the other ideas of a batch (None: a lone idea runs at once)."""
-    _agent: Agent | None = field(default=None, repr=False)
-    progress: Progress | None = field(default=None, repr=False)
-
-    @property
-    def path(self) -> Path:
-        return self.ws.path
-
-    @property
-    def agent(self) -> Agent:
-        if self._agent is None:
-            self._agent = Agent(self.settings, self.path)
-        return self._agent
-
-    @property
-    def run_timeout(self) -> int:
-        return self.cfg.run_timeout or self.spec.run_timeout
-
-    @property
-    def sandbox(self) -> Sandbox:
-        # a template's cache moved out of ~/.cache by its environment variable stays writable
-        writable = tuple(Path(os.environ[v]).expanduser() for v in self.spec.cache_env if os.environ.get(v))
-        return make_sandbox(self.cfg.sandbox, self.cfg.run_memory_gb, self.run_timeout, writable)
-
-    def save(self) -> None:
-        save_state(self.path, self.state)
-
-    def totals(self) -> tuple[int, float]:
-        """Tokens and dollars this idea has spent so far (all sessions, resumed ones included)."""
-        return (self._agent.tokens, self._agent.cost) if self._agent else read_totals(self.path / CHAT_LOG)
-
-    def record_undone(self, stage: str, when: str, edits: list[RevertedEdit]) -> None:
-        """Keep in state.json (and say) what the harness undid, for a reviewer and for resume."""
-        for e in edits:
-            self.state.undone.append({"stage": stage, "when": when, "path": e.path, "action": e.action,
-                                      "detail": e.detail})
-        if edits:
-            self.say(stage, f"{when}: undid {'; '.join(e.describe() for e in edits)}")
-
-    def child_started(self, pgid: int | None) -> None:
-        """Record (None: forget) the process group of a run, so a resume can kill what a crash left."""
-        self.state.child_pgid = pgid
-        self.save()
-
-    def say(self, stage: str, text: str) -> None:
-        if self.progress:
-            self.progress.update(stage, self.state.experiments.next_run)
-        self.log.info("[%s] %s", stage, text)
-        self.console.print(f"[bold]{self.idea.name}[/] [cyan]{stage}[/] {text}", highlight=False)
+RUNNERS = dict(zip(STAGES, (baseline.run, experiments.run, plots.run, writeup.run), strict=True))
+"""Each stage's entry point, in the order of STAGES (the one place stage names are spelled)."""
 
 
 class _QuietFileHandler(logging.FileHandler):
@@ -139,10 +76,7 @@ def resume_idea(cfg: HarnessConfig, ws_path: Path, settings: AgentSettings, cons
 
 def run_stages(ctx: IdeaContext) -> State:
     """Run every stage not yet done. Returns the final state; raises nothing for idea-level failures."""
-    from harness.stages import baseline, experiments, plots, writeup  # stages import pipeline types
-
-    stages = [("baseline", baseline.run), ("experiments", experiments.run), ("plots", plots.run),
-              ("writeup", writeup.run)]
+    stages = list(RUNNERS.items())
     last = STAGES.index(ctx.cfg.stop_after)
     t0 = time.monotonic()
     with Progress(ctx.console, ctx.idea.name, ctx.cfg.max_runs, ctx.totals) as ctx.progress:

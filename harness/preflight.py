@@ -11,12 +11,12 @@ import os
 import shutil
 from pathlib import Path
 
-from harness.agent import AgentSettings
+from harness.agent.scripted_llm import PREFLIGHT_MARKER
+from harness.agent.session import AgentSettings
 from harness.config import REPO_ROOT, HarnessConfig
 from harness.errors import UserError
-from harness.latex import check_tex_tools, compile_template_check
-from harness.scripted_llm import PREFLIGHT_MARKER
-from harness.state import STAGES
+from harness.paper.latex import check_tex_tools, compile_template_check
+from harness.records.state import STAGES
 
 MIN_FREE_BYTES = 1 << 30
 MODEL_TIMEOUT_S = 30

@@ -15,8 +15,8 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from harness.results import _fmt, read_final_info, summarise
-from harness.state import State
+from harness.records.state import State
+from harness.results.metrics import _fmt, read_final_info, summarise
 from harness.template import TemplateSpec
 
 

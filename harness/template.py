@@ -10,7 +10,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -25,13 +25,26 @@ _OPS = {
 }
 
 
+Better = Literal["higher", "lower"]
+
+
+def is_better(better: Better, a: float, b: float) -> bool:
+    """True if value a beats value b for a metric whose `better` direction is given.
+    NaN never beats anything, and anything beats NaN: a run that produced no number is
+    never anyone's best."""
+    if math.isnan(a):
+        return False
+    if math.isnan(b):
+        return True
+    return a > b if better == "higher" else a < b
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
     path: tuple[str, ...]
     """Key path into final_info.json."""
-    better: str
-    """'higher' or 'lower'."""
+    better: Better
     label: str
 
     def lookup(self, info: dict[str, Any]) -> float | None:
@@ -45,12 +58,7 @@ class Metric:
         return float(node)
 
     def is_better(self, a: float, b: float) -> bool:
-        """True if value a beats value b (NaN never beats anything)."""
-        if math.isnan(a):
-            return False
-        if math.isnan(b):
-            return True
-        return a > b if self.better == "higher" else a < b
+        return is_better(self.better, a, b)
 
 
 @dataclass(frozen=True)

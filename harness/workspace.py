@@ -17,8 +17,8 @@ from pathlib import Path
 import git
 
 from harness.errors import UserError
+from harness.execution.links import find_special
 from harness.ideas import Idea
-from harness.links import find_special
 from harness.template import TemplateSpec
 
 HARNESS_DIR = ".harness"

@@ -22,7 +22,7 @@ import git
 import pytest
 import yaml
 
-from harness.scripted_llm import Entry, ScriptedLLM
+from harness.agent.scripted_llm import Entry, ScriptedLLM
 
 REPO = Path(__file__).resolve().parents[1]
 IDEA = {

@@ -17,48 +17,43 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.batch.record import BatchRecord, IdeaEntry, is_batch_dir, load_batch, new_batch_dir, save_batch
+from harness.arguments import (
+    add_batch_options,
+    add_idea_options,
+    option_values,
+    subparser,
+)
 from harness.batch.slots import slot_devices
-from harness.config import HarnessConfig, apply_values
+from harness.config import HarnessConfig, apply_values, build_config
 from harness.errors import UserError
 from harness.ideas import load_idea
+from harness.records.batch import (
+    BatchRecord,
+    IdeaEntry,
+    load_batch,
+    new_batch_dir,
+    save_batch,
+)
 
-BATCH_KEYS = ("executor", "ray_address", "agents", "slots", "gpus")
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
-def add_batch_options(p: argparse.ArgumentParser, docs: dict[str, str], d: HarnessConfig) -> None:
-    g = p.add_argument_group("batches (several --idea, `batch FOLDER`, or --resume of a batch folder)")
-    g.add_argument("--executor", metavar="local|ray", help=f"{docs['executor']} (default: {d.executor})")
-    g.add_argument("--ray-address", dest="ray_address", metavar="ADDR", help=docs["ray_address"])
-    g.add_argument("--agents", metavar="N", help=docs["agents"])
-    g.add_argument("--slots", metavar="N", help=docs["slots"])
-    g.add_argument("--gpus", metavar="IDS", help=docs["gpus"])
-    g.add_argument("--retry-failed", dest="retry_failed", action="store_true",
-                   help="with --resume of a batch: run its failed ideas again too")
-    g.add_argument("--batch", dest="batch_mode", action="store_true", help=argparse.SUPPRESS)
-
-
-def wants_batch(args: argparse.Namespace) -> bool:
-    """Several ideas, the batch sub-command, a batch folder to resume, or a batch option on
-    the command line (`--idea x.json --executor ray` means: run it on Ray)."""
-    return bool(args.batch_mode or len(args.idea or []) > 1 or (args.resume and is_batch_dir(args.resume))
-                or (args.idea and any(getattr(args, k) is not None for k in BATCH_KEYS)))
+def build_parser() -> argparse.ArgumentParser:
+    p = subparser("batch", "Run many ideas at once: each in its own worker, sharing device slots.",
+                  epilog="Settings not given here come from --config, then from the defaults.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="idea files, or folders of them")
+    add_idea_options(p)
+    add_batch_options(p, "batch")
+    return p
 
 
 def main(argv: list[str]) -> int:
     """`run_harness.py batch PATH... [options]`: PATH is an idea file or a folder of them."""
-    from harness.cli import run
-
-    paths = []
-    while argv and not argv[0].startswith("-"):
-        paths.append(Path(argv.pop(0)))
-    if not paths and argv and argv[0] in ("-h", "--help"):
-        return run(["--help"])
-    if not paths:
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         raise UserError("batch needs idea files or a folder of them: run_harness.py batch ideas/ --model MODEL")
+    args = build_parser().parse_args(argv)
     files: list[Path] = []
-    for p in paths:
+    for p in args.paths:
         if p.is_dir():
             found = sorted(p.glob("*.json"))
             if not found:
@@ -66,7 +61,10 @@ def main(argv: list[str]) -> int:
             files += found
         else:
             files.append(p)
-    return run(["--batch", *[a for f in files for a in ("--idea", str(f))], *argv])
+    values = option_values(args)
+    cfg = build_config(args.config, values)
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
+    return run_batch(files, None, args.retry_failed, cfg, values, console)
 
 
 def _absolute(cfg: HarnessConfig) -> HarnessConfig:
@@ -83,7 +81,7 @@ def _absolute(cfg: HarnessConfig) -> HarnessConfig:
 
 def _new_record(cfg: HarnessConfig, idea_paths: list[Path]) -> tuple[BatchRecord, dict[str, Path]]:
     from harness.batch.worker import idea_config
-    from harness.sandbox import make_sandbox
+    from harness.execution.sandbox import make_sandbox
     from harness.template import load_template
 
     ideas, seen = {}, {}
@@ -115,7 +113,7 @@ def _lock(batch_dir: Path) -> int:
 def _preflight(cfg: HarnessConfig, idea_files: dict[str, Path], console: Console) -> None:
     """Every idea's model resolves (a missing key or recording fails now, in one line) and
     answers; the disk and TeX checks run once."""
-    from harness import models
+    from harness.agent import models
     from harness.batch.worker import idea_config
     from harness.preflight import check_model, preflight
 
@@ -132,19 +130,21 @@ def _preflight(cfg: HarnessConfig, idea_files: dict[str, Path], console: Console
             choice.server.stop()
 
 
-def run_batch(args: argparse.Namespace, cfg: HarnessConfig, cli_values: dict, console: Console) -> int:
+def run_batch(ideas: list[Path] | None, resume: Path | None, retry_failed: bool, cfg: HarnessConfig,
+              cli_values: dict, console: Console) -> int:
+    """Start a batch of `ideas`, or resume the batch folder `resume`."""
     if not console.is_terminal:
         # a log file or a pipe: rich would wrap the one-line-per-idea table at 80 columns
         console = Console(highlight=False, width=160)
-    if args.resume:
-        batch_dir = args.resume.resolve()
+    if resume:
+        batch_dir = resume.resolve()
         record = load_batch(batch_dir)
         cfg = apply_values(HarnessConfig(), record.config, f"{batch_dir}/batch.json")
         cfg = _absolute(apply_values(cfg, {k: v for k, v in cli_values.items() if v is not None}, "command line"))
         record.config = cfg.to_dict()
         if cli_values.get("slots") is not None or cli_values.get("gpus") is not None:
             record.devices = slot_devices(cfg.slots, cfg.gpus)
-        if args.retry_failed:
+        if retry_failed:
             for e in record.ideas.values():
                 if e.status == "failed":
                     e.status = "queued"
@@ -153,7 +153,7 @@ def run_batch(args: argparse.Namespace, cfg: HarnessConfig, cli_values: dict, co
                          if e.status in ("queued", "interrupted", "running")}, console)
     else:
         cfg = _absolute(cfg)
-        record, sources = _new_record(cfg, list(args.idea))
+        record, sources = _new_record(cfg, list(ideas or []))
         _preflight(cfg, sources, console)
         batch_dir = new_batch_dir(cfg.workspace_root)
         record.id = batch_dir.name
@@ -170,10 +170,10 @@ def run_batch(args: argparse.Namespace, cfg: HarnessConfig, cli_values: dict, co
 
 def _executor(cfg: HarnessConfig, batch_dir: Path, record: BatchRecord):
     if cfg.executor == "ray":
-        from harness.batch.ray_executor import RayExecutor
+        from harness.batch.ray_backend import RayExecutor
 
         return RayExecutor(batch_dir, record.devices, cfg.ray_address, record.id)
-    from harness.batch.executors import LocalExecutor
+    from harness.batch.backends import LocalExecutor
 
     return LocalExecutor(batch_dir, record.devices)
 
@@ -181,7 +181,7 @@ def _executor(cfg: HarnessConfig, batch_dir: Path, record: BatchRecord):
 def _run(batch_dir: Path, record: BatchRecord, cfg: HarnessConfig, console: Console) -> int:
     from harness.batch.live import BatchView
     from harness.batch.scheduler import Scheduler
-    from harness.store import Store
+    from harness.results.store import Store
 
     agents = cfg.agents or 2 * len(record.devices)
     devices = ", ".join(f"{d}" for d in record.devices)

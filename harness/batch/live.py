@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from harness.batch.record import BatchRecord
-from harness.leaderboard import gain
-from harness.store import RunRow, Store
+from harness.records.batch import BatchRecord
+from harness.results.leaderboard import gain
+from harness.results.store import RunRow, Store
 
 _STYLE = {"done": "green", "failed": "red", "interrupted": "yellow", "running": "cyan", "queued": "dim"}
 

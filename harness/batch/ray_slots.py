@@ -22,7 +22,7 @@ from typing import Iterator
 
 import ray
 
-from harness.batch.slots import Hold, Slot
+from harness.execution.slots import Hold, Slot
 
 NAMESPACE = "sae-harness"
 

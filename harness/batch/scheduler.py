@@ -17,13 +17,18 @@ import time
 from collections import deque
 from pathlib import Path
 
-from harness.batch.executors import IdeaExecutor, JobResult
+from harness.batch.backends import IdeaExecutor, JobResult
 from harness.batch.live import BatchView
-from harness.batch.record import BatchRecord, read_worker_note, save_batch
-from harness.batch.worker import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_STOPPED, EXIT_USER_ERROR
+from harness.batch.worker import (
+    EXIT_CRASH,
+    EXIT_INTERRUPTED,
+    EXIT_STOPPED,
+    EXIT_USER_ERROR,
+)
 from harness.errors import UserError
-from harness.state import load_state
-from harness.store import Store
+from harness.records.batch import BatchRecord, read_worker_note, save_batch
+from harness.records.state import load_state
+from harness.results.store import Store
 
 POLL_S = 0.5
 STOP_GRACE_S = 30.0

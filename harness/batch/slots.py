@@ -6,8 +6,7 @@ another idea while this idea's agent is thinking. On one machine the slots are f
 a slot whose holder dies, however it dies. The Ray backend has its own pool
 (ray_slots.py) with the same interface.
 
-Every hold is appended to a JSON-lines log (requested, acquired, released), from which the
-benchmark and the report compute slot utilisation.
+The interface (Slot, SlotPool) and the holds log are harness/execution/slots.py.
 """
 
 from __future__ import annotations
@@ -19,47 +18,15 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ContextManager, Iterator, Protocol
+from typing import Iterator
 
-HOLDS_LOG = "slots.jsonl"
+from harness.execution.slots import Hold, Slot, append_hold
+
 STOP_MARKER = "STOP"
 """Written into the slots folder when the batch is being stopped: no new process starts."""
 POLL_S = 0.005
 """How often the one waiting process looks for a free slot (the others queue behind it)."""
-
-
-@dataclass(frozen=True)
-class Slot:
-    index: int
-    device: str
-    """'cuda:<id>' or 'cpu'."""
-
-    def env(self) -> dict[str, str]:
-        # A CPU slot hides every GPU, so that an experiment cannot use a device that
-        # belongs to another slot.
-        return {"CUDA_VISIBLE_DEVICES": self.device.split(":", 1)[1] if self.device.startswith("cuda:") else ""}
-
-    def describe(self) -> str:
-        return f"{self.device} (slot {self.index})"
-
-
-@dataclass
-class Hold:
-    """One line of the holds log."""
-    slot: int
-    device: str
-    holder: str
-    label: str
-    requested: float
-    acquired: float
-    released: float
-
-
-class SlotPool(Protocol):
-    def hold(self, label: str) -> ContextManager[Slot]:
-        """Wait for a free slot and keep it for the `with` block."""
 
 
 def visible_gpus() -> list[str]:
@@ -85,28 +52,6 @@ def slot_devices(slots: int | None, gpus: str | None) -> list[str]:
         n = slots or len(ids)
         return [f"cuda:{ids[i % len(ids)]}" for i in range(n)]
     return ["cpu"] * (slots or max(1, (os.cpu_count() or 1) // 4))
-
-
-def append_hold(log: Path, hold: Hold) -> None:
-    # one short O_APPEND write per line: lines from several processes never interleave
-    line = (json.dumps(asdict(hold)) + "\n").encode()
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
-
-
-def read_holds(log: Path) -> list[Hold]:
-    if not log.exists():
-        return []
-    out = []
-    for line in log.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(Hold(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError):
-            continue  # a line cut short by a kill
-    return out
 
 
 class FileSlotPool:

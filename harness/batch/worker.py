@@ -25,12 +25,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from harness.batch.record import load_batch, read_worker_note, write_worker_note
-from harness.batch.slots import HOLDS_LOG, FileSlotPool, SlotPool
+from harness.batch.slots import FileSlotPool
 from harness.config import HarnessConfig, apply_values
 from harness.errors import UserError
+from harness.execution.process import live_groups
+from harness.execution.slots import HOLDS_LOG, SlotPool
 from harness.ideas import load_idea
-from harness.executor import live_groups
+from harness.records.batch import load_batch, read_worker_note, write_worker_note
 
 EXIT_DONE, EXIT_STOPPED, EXIT_USER_ERROR, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PARENT_ENV = "HARNESS_BATCH_PARENT"
@@ -161,7 +162,9 @@ def run(batch_dir: Path, name: str, args: argparse.Namespace) -> int:
     _lock_idea(batch_dir, name)
     cfg = idea_config(apply_values(HarnessConfig(), record.config, f"{batch_dir}/batch.json"), name)
     console = Console(highlight=False, width=160, force_terminal=False)
-    from harness import models  # the same model choice as a lone idea (live, scripted, replay, ...)
+    from harness.agent import (
+        models,  # the same model choice as a lone idea (live, scripted, replay, ...)
+    )
     from harness.pipeline import new_idea, resume_idea, run_stages
 
     idea_file = batch_dir / "ideas" / f"{name}.json"

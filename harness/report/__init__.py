@@ -15,10 +15,10 @@ __all__ = ["main", "write_batch_report", "write_idea_report"]
 
 
 def main(argv: list[str]) -> int:
-    from harness.batch.record import is_batch_dir, load_batch
+    from harness.arguments import subparser
     from harness.errors import UserError
-    from harness.store import Store
-    from harness.subcommands import subparser
+    from harness.records.batch import is_batch_dir, load_batch
+    from harness.results.store import Store
 
     p = subparser("report", "Write the HTML report of a workspace (report.html) or of a batch "
                             "(index.html and every idea's report.html).")

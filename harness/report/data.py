@@ -10,12 +10,13 @@ from pathlib import Path
 
 import git
 
-from harness.batch.record import BatchRecord
-from harness.batch.slots import HOLDS_LOG, read_holds
-from harness.chatlog import CHAT_LOG, read_chat_log, tokens_of
-from harness.leaderboard import gain
-from harness.store import IdeaRow, MetricDef, RunRow, Store
-from harness.results import fmt_short, read_json
+from harness.agent.chatlog import CHAT_LOG, read_chat_log, tokens_of
+from harness.execution.slots import HOLDS_LOG, read_holds
+from harness.records.batch import BatchRecord
+from harness.records.files import read_json
+from harness.results.leaderboard import gain
+from harness.results.metrics import fmt_short
+from harness.results.store import IdeaRow, MetricDef, RunRow, Store
 
 MAX_DIFF_LINES = 400
 RUN_FILES = ("final_info.json", "meta.json", "stdout.log", "stderr.log")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import jinja2
 
-from harness.batch.record import load_batch
+from harness.records.batch import load_batch
+from harness.records.files import write_atomic
 from harness.report.data import batch_report, idea_report
-from harness.store import Store
+from harness.results.store import Store
 
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True,
@@ -18,9 +19,7 @@ _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent /
 
 def _write(path: Path, template: str, **data) -> Path:
     html = _ENV.get_template(template).render(generated=datetime.now().isoformat(timespec="seconds"), **data)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, html)
     return path
 
 

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from harness.errors import IdeaStopped
-from harness.pipeline import IdeaContext
-from harness.results import read_final_info, summarise
-from harness.runs import run_experiment, set_aside
-from harness.state import RunRecord
+from harness.execution.runs import run_experiment, set_aside
+from harness.records.run_meta import RunMeta, read_meta, write_meta
+from harness.records.state import RunRecord
+from harness.results.metrics import read_final_info, summarise
+from harness.stages.context import IdeaContext
 
 
 def cache_dir(ctx: IdeaContext) -> Path:
@@ -52,9 +52,9 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         shutil.copytree(cached, run_dir)
-        meta = json.loads((run_dir / "meta.json").read_text())
-        meta["cached_from"] = str(cached)
-        (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        meta = read_meta(run_dir) or RunMeta()
+        meta.cached_from = str(cached)
+        write_meta(run_dir, meta)
         ctx.say("baseline", f"run_0 from cache {cached.name}")
     else:
         if set_aside(ctx.path, 0, "interrupted"):  # a harness killed while run_0 ran

@@ -11,16 +11,20 @@ after the allowed fix attempts, or the agent keeps replying without changing any
 
 from __future__ import annotations
 
-import json
-
+from harness.agent.prompts import render
 from harness.errors import IdeaStopped
-from harness.executor import ProcessResult, kill_stale_group
-from harness.pipeline import IdeaContext
-from harness.prompts import render
-from harness.results import RunSummary, compact_table, read_final_info, summarise
-from harness.runs import RunOutcome, run_experiment, set_aside
+from harness.execution.process import ProcessResult, kill_stale_group
+from harness.execution.runs import RunOutcome, run_experiment, set_aside
+from harness.records.run_meta import RunMeta, read_meta
+from harness.records.state import RunRecord
+from harness.results.metrics import (
+    RunSummary,
+    compact_table,
+    read_final_info,
+    summarise,
+)
+from harness.stages.context import IdeaContext
 from harness.stages.turns import agent_turn
-from harness.state import RunRecord
 from harness.workspace import HARNESS_DIR
 
 STAGE = "experiments"
@@ -165,7 +169,7 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
     ctx.state.runs[str(index)] = RunRecord(index=index, status="done", folder=tag, commit=meta_commit,
                                            exit_code=0, degenerate=summary.degenerate)
     table, _ = _table_for(ctx, index)
-    duration = json.loads((ctx.path / tag / "meta.json").read_text()).get("duration_s", 0)
+    duration = (read_meta(ctx.path / tag) or RunMeta()).duration_s
     prog.next_message = render("run_succeeded", run=index, duration=f"{duration:.1f}", table=table,
                                flags=summary.degenerate, runs_left=ctx.cfg.max_runs - index,
                                max_runs=ctx.cfg.max_runs) + prog.next_message
@@ -180,15 +184,15 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
 def _completed_outcome(ctx: IdeaContext, index: int) -> RunOutcome | None:
     """A run that finished before the harness died (meta.json says ok) is not run again."""
     folder = ctx.path / f"run_{index}"
+    meta = read_meta(folder)
+    if meta is None or meta.status != "ok":
+        return None
     try:
-        meta = json.loads((folder / "meta.json").read_text())
         info = read_final_info(folder)
     except Exception:
         return None
-    if meta.get("status") != "ok":
-        return None
-    proc = ProcessResult(command=meta["command"], exit_code=meta["exit_code"], duration_s=meta["duration_s"],
-                         timed_out=False, started_at=meta["started_at"], pgid=meta["pgid"])
+    proc = ProcessResult(command=meta.command, exit_code=meta.exit_code, duration_s=meta.duration_s,
+                         timed_out=False, started_at=meta.started_at, pgid=meta.pgid)
     ctx.say(STAGE, f"run_{index} had finished before the interruption; not running it again")
     return RunOutcome(index, folder, proc, info, "")
 

@@ -3,7 +3,7 @@
 A plot stage that keeps failing is recorded as failed and the idea goes on without
 figures (the writeup is told so); a broken plot is no reason to lose the experiments.
 Each step (ask for an edit, run plot.py, ask for descriptions) and the prompt of the
-next are recorded in state.notes before the next begins, so a resumed stage repeats
+next are recorded in state.json (PlotsProgress) before the next begins, so a resumed stage repeats
 only the step it was killed in: the same question, or the same run of plot.py.
 """
 
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.executor import run_process, scrubbed_env, tail
-from harness.pipeline import IdeaContext
-from harness.prompts import render
+from harness.agent.prompts import render
+from harness.execution.process import run_process, scrubbed_env, tail
+from harness.stages.context import IdeaContext
 from harness.stages.turns import agent_turn
 from harness.workspace import HARNESS_DIR
 
 STAGE = "plots"
 PLOT_TIMEOUT_S = 600
 FIGURE_SUFFIXES = (".png", ".pdf")
-STEP, MESSAGE, TURN = "plots_step", "plots_message", "plots_turn"
-"""state.notes keys: the next step ('edit N', 'run N', 'describe', 'done' for attempt N),
-the prompt it sends, and the agent turns done."""
 
 
 def _logs(ctx: IdeaContext) -> Path:
@@ -34,15 +31,16 @@ def _figures(ws: Path) -> dict[str, float]:
     return {p.name: p.stat().st_mtime for p in ws.iterdir() if p.suffix in FIGURE_SUFFIXES and p.is_file()}
 
 
-def _advance(ctx: IdeaContext, step: str, message: str = "") -> None:
-    ctx.state.notes[STEP], ctx.state.notes[MESSAGE] = step, message
+def _advance(ctx: IdeaContext, step: str, attempt: int = 0, message: str = "") -> None:
+    p = ctx.state.plots
+    p.step, p.attempt, p.next_message = step, attempt, message
     ctx.save()
 
 
 def _turn(ctx: IdeaContext, session) -> None:
-    turn = int(ctx.state.notes.get(TURN, "0")) + 1
-    agent_turn(ctx, session, STAGE, ctx.state.notes[MESSAGE], turn, ["plot.py", "notes.txt"], f"turn {turn}")
-    ctx.state.notes[TURN] = str(turn)
+    turn = ctx.state.plots.turn + 1
+    agent_turn(ctx, session, STAGE, ctx.state.plots.next_message, turn, ["plot.py", "notes.txt"], f"turn {turn}")
+    ctx.state.plots.turn = turn
 
 
 def _run_plot(ctx: IdeaContext, attempt: int) -> tuple[list[str], str, str]:
@@ -69,32 +67,31 @@ def run(ctx: IdeaContext) -> None:
     if not (ctx.path / "plot.py").exists():
         ctx.state.stages[STAGE] = "skipped"
         return
-    if STEP not in ctx.state.notes:
-        _advance(ctx, "edit 1", render("plots_edit", runs=ctx.state.done_runs()))
+    if not ctx.state.plots.step:
+        _advance(ctx, "edit", 1, render("plots_edit", runs=ctx.state.done_runs()))
     session = ctx.agent.session(STAGE, files=["plot.py", "notes.txt"],
                                 history_path=ctx.path / HARNESS_DIR / f"chat_{STAGE}.json")
     try:
         while True:
-            kind, _, n = ctx.state.notes[STEP].partition(" ")
-            attempt = int(n or 0)
+            kind, attempt = ctx.state.plots.step, ctx.state.plots.attempt
             if kind == "edit":
                 _turn(ctx, session)
-                _advance(ctx, f"run {attempt}")
+                _advance(ctx, "run", attempt)
             elif kind == "run":
                 made, reason, note = _run_plot(ctx, attempt)
                 if not reason:
                     ctx.ws.commit(f"[{STAGE}] figures from plot.py: {', '.join(made)}")
                     ctx.say(STAGE, f"plot.py made {', '.join(made)}")
-                    _advance(ctx, "describe", render("plots_describe", figures=made) + note)
+                    _advance(ctx, "describe", message=render("plots_describe", figures=made) + note)
                     continue
                 ctx.say(STAGE, f"plot.py failed ({reason}), attempt {attempt} of {ctx.cfg.max_fix_attempts}")
                 if attempt >= ctx.cfg.max_fix_attempts:
                     ctx.state.stages[STAGE] = "failed"
-                    ctx.state.notes[STAGE] = "plot.py kept failing; the writeup goes on without figures"
-                    ctx.say(STAGE, ctx.state.notes[STAGE])
+                    ctx.state.plots.outcome = "plot.py kept failing; the writeup goes on without figures"
+                    ctx.say(STAGE, ctx.state.plots.outcome)
                     _advance(ctx, "done")
                     return
-                _advance(ctx, f"edit {attempt + 1}", render(
+                _advance(ctx, "edit", attempt + 1, render(
                     "plots_failed", reason=reason, attempt=attempt, max_attempts=ctx.cfg.max_fix_attempts,
                     stderr_tail=tail(_logs(ctx) / "stderr.log") or "(empty)") + note)
             elif kind == "describe":

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.agent import ChatSession, TurnResult
-from harness.pipeline import IdeaContext
-from harness.prompts import render
+from harness.agent.prompts import render
+from harness.agent.session import ChatSession, TurnResult
+from harness.stages.context import IdeaContext
 from harness.workspace import RevertedEdit
 
 

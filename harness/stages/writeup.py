@@ -4,7 +4,7 @@ and checks its claims.
 Each section gets its own short conversation (write, then critique against a checklist),
 so a prompt carries that section's context and not the whole paper's chat so far. The
 file itself is in every request, so the agent still sees what earlier sections say.
-Progress is a step counter in state.notes: a resumed stage starts at the first step not
+Progress is a step counter in state.json (WriteupProgress): a resumed stage starts at the first step not
 committed, instead of asking the model for sections it already has.
 """
 
@@ -14,13 +14,24 @@ import re
 import shutil
 from pathlib import Path
 
+from harness.agent.prompts import load_data, render
 from harness.config import REPO_ROOT
-from harness.latex import CompileResult, LatexToolError, chktex_warnings, compile_pdf
-from harness.pipeline import IdeaContext
-from harness.prompts import render
-from harness.results import RunSummary, best_so_far, headline_metrics, read_final_info, summarise
+from harness.paper.claims import CLAIMS_FILE, verify_paper
+from harness.paper.latex import (
+    CompileResult,
+    LatexToolError,
+    chktex_warnings,
+    compile_pdf,
+)
+from harness.results.metrics import (
+    RunSummary,
+    best_so_far,
+    headline_metrics,
+    read_final_info,
+    summarise,
+)
+from harness.stages.context import IdeaContext
 from harness.stages.turns import agent_turn
-from harness.stages.verify import CLAIMS_FILE, verify_paper
 from harness.workspace import HARNESS_DIR
 
 STAGE = "writeup"
@@ -29,31 +40,9 @@ TEX = "latex/template.tex"
 BIB = "latex/references.bib"
 PAPER = "paper.pdf"
 COMPILE_FIX_ROUNDS = 3
-PROGRESS_KEY = "writeup_step"
 
-# (step name, placeholder parts it fills, what the section is for)
-SECTIONS = [
-    ("title and abstract", ["title", "abstract"],
-     "a title naming the method and what it improves, and a one-paragraph abstract: the problem, "
-     "why it is hard, what was changed, how it was tested, the headline result"),
-    ("introduction", ["introduction"],
-     "the problem and why it matters, why it is hard, the proposed change, how it was evaluated, "
-     "and a short itemised list of contributions; no results tables or figures here"),
-    ("background", ["background"],
-     "the concepts a reader needs: sparse dictionary learning, the SAE objective, the baseline "
-     "architecture, and a short problem setting with the notation used later"),
-    ("method", ["method"],
-     "what was changed relative to the baseline, in the Background's notation, with the "
-     "equations the implementation in experiment.py actually uses"),
-    ("experimental setup", ["experimental setup"],
-     "data, model, dictionary size, training settings, evaluation metrics and baselines, "
-     "only as the run files and notes.txt record them"),
-    ("results", ["results"],
-     "each run against the baseline, a booktabs table of the results below, the figures "
-     "that exist, limitations and failed runs"),
-    ("conclusion", ["conclusion"],
-     "a brief summary of the findings and their limits, and concrete next steps"),
-]
+SECTIONS = [(s["name"], s["parts"], s["purpose"]) for s in load_data("writeup_sections")]
+"""(step name, placeholder parts it fills, what the section is for), from prompts/writeup_sections.yaml."""
 STEPS = [f"{name}:{kind}" for name, _, _ in SECTIONS for kind in ("write", "refine")] + [
     "related work:sketch", "related work:cite"]
 
@@ -91,12 +80,7 @@ def _best_runs(ctx: IdeaContext, summaries: list[RunSummary], metrics) -> str:
     for m in metrics:
         b = best_so_far(ctx.spec, summaries, m)
         best.append(f"{m.label}: {f'run_{b[1]} ({b[0]:.4g})' if b else 'no run without a degenerate flag'}")
-    bad = [f"run_{s.run}" for s in summaries if s.degenerate]
-    text = "Best run per metric, baseline and degenerate runs left out: " + "; ".join(best) + "."
-    if bad:
-        text += (f"\nDegenerate (broken) runs: {', '.join(bad)}. Never present them as the best result or as "
-                 "an improvement; report them only as failures, with their flags.")
-    return text
+    return render("best_runs", best=best, broken=[f"run_{s.run}" for s in summaries if s.degenerate]).rstrip("\n")
 
 
 def _bib_entries(ws: Path) -> list[tuple[str, str]]:
@@ -115,7 +99,7 @@ def _context(ctx: IdeaContext) -> dict:
     runs = ctx.state.done_runs()
     table, best = _results_table(ctx)
     return dict(idea=ctx.idea, runs=[f"run_{r.index}" for r in runs], table=table, best=best,
-                figures=_figures(ctx.path), plots_note=ctx.state.notes.get("plots", ""))
+                figures=_figures(ctx.path), plots_note=ctx.state.plots.outcome)
 
 
 def _turn(ctx: IdeaContext, session, message: str, turn: int, label: str) -> str:
@@ -139,7 +123,7 @@ def _copy_template(ctx: IdeaContext) -> None:
 
 
 def _write_sections(ctx: IdeaContext, turn: int) -> int:
-    done = int(ctx.state.notes.get(PROGRESS_KEY, "0") or 0)
+    done = ctx.state.writeup.steps_done
     base = _context(ctx)
     keys = _bib_entries(ctx.path)
     for i in range(0, len(STEPS), 2):
@@ -163,7 +147,7 @@ def _write_sections(ctx: IdeaContext, turn: int) -> int:
                     continue
                 turn += 1
                 _turn(ctx, session, message, turn, f"{name}, {kind}")
-                ctx.state.notes[PROGRESS_KEY] = str(i + k + 1)
+                ctx.state.writeup.steps_done = i + k + 1
                 ctx.save()
         finally:
             session.close()
@@ -226,11 +210,11 @@ def run(ctx: IdeaContext) -> None:
     ctx.ws.commit(f"[{STAGE}] {PAPER if published else 'no PDF'}; claims check: "
                   f"{len(report.unmatched)} of {len(report.results)} unmatched",
                   paths=[TEX, PAPER, CLAIMS_FILE, "chat.jsonl"])
-    ctx.state.notes[STAGE] = (f"{'paper.pdf' if published else 'no PDF'}"
+    ctx.state.writeup.outcome = (f"{'paper.pdf' if published else 'no PDF'}"
                               f"{f', {result.pages} pages' if result.pages else ''}; compile "
                               f"{'clean' if result.clean else 'ok with problems' if result.ok else 'failed'}; "
                               f"claims {len(report.results)}, unmatched {first_unmatched} before correction, "
                               f"{len(report.unmatched)} after")
-    ctx.say(STAGE, ctx.state.notes[STAGE])
+    ctx.say(STAGE, ctx.state.writeup.outcome)
     if not published:
         ctx.state.stages[STAGE] = "failed"

@@ -17,7 +17,7 @@ from pathlib import Path
 import git
 
 from harness.errors import UserError
-from harness.state import State, load_state
+from harness.records.state import State, load_state
 
 
 def _sha(path: Path) -> str:

@@ -8,7 +8,7 @@ import os
 import git
 import pytest
 
-from harness.links import find_special
+from harness.execution.links import find_special
 from harness.workspace import Workspace
 from tests.support import edit, l1_edit
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from harness.executor import scrubbed_env
-from harness.sandbox import bwrap_works
+from harness.execution.process import scrubbed_env
+from harness.execution.sandbox import bwrap_works
 from tests.support import REPO, edit
 
 PROBE = """\
@@ -90,7 +90,7 @@ def test_namespace_sandbox_keeps_a_declared_cache_folder_writable_and_nothing_el
     that folder becomes writable, not its neighbours."""
     import subprocess
 
-    from harness.sandbox import make_sandbox
+    from harness.execution.sandbox import make_sandbox
 
     ws, cache, other = tmp_path / "ws", tmp_path / "cache", tmp_path / "other"
     ws.mkdir()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness.executor import group_alive
+from harness.execution.process import group_alive
 from tests.faults.integrity import snapshot
 from tests.support import copy_template, edit, l1_edit, wait_for
 
@@ -112,7 +112,7 @@ def test_sigkill_while_plot_py_runs_then_resume(harness, intact):
                          {"expect": "metrics_by_run.png", "reply": notes}])
     cfg = harness.write_config({"sandbox": "process"})
     proc = harness.start("--idea", str(harness.idea_path), "--stop-after", "plots", "--config", str(cfg))
-    assert wait_for(lambda: harness.state()["notes"].get("plots_step") == "run 1" and harness.state()["child_pgid"])
+    assert wait_for(lambda: harness.state()["plots"]["step"] == "run" and harness.state()["plots"]["attempt"] == 1 and harness.state()["child_pgid"])
     ws, pgid = harness.workspace(), harness.state()["child_pgid"]
     before = snapshot(ws)
     _kill(proc)
@@ -154,7 +154,7 @@ def test_sigkill_during_a_writeup_turn_then_resume(harness, intact, tmp_path):
     time.sleep(0.5)
     before = snapshot(ws)
     _kill(proc)
-    assert harness.state()["notes"]["writeup_step"] == "4"
+    assert harness.state()["writeup"]["steps_done"] == 4
     r = harness.run("--resume", str(ws))
     assert r.returncode == 0, r.stderr + r.stdout
     # the interrupted question was asked again word for word; the ones answered before were not

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness.executor import run_process
+from harness.execution.process import run_process
 from tests.support import edit, l1_edit
 
 WRITE = '''    with open(os.path.join(out_dir, "final_info.json"), "w") as fh:

@@ -16,7 +16,6 @@ from tests.support import IDEA, l1_edit
 from tests.support import one_line_error as _one_line_error
 
 
-
 @pytest.mark.fault("bad idea file")
 @pytest.mark.parametrize("change, words", [
     (lambda d: d.pop("Title"), ["'Title'", "missing"]),

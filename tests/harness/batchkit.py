@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from conftest import REPO, edit
+
 from tests.support import child_env
 
 DEMO_IDEA = json.loads((REPO / "ideas" / "toy_l1_sweep.json").read_text())

@@ -3,10 +3,18 @@
 The helpers are re-exported so that `from conftest import edit` keeps working in this suite.
 """
 
-from tests.support import (IDEA, REPO, Harness, HarnessRun, _environments_built, edit,  # noqa: F401
-                           harness, l1_edit)
-
 import pytest  # noqa: E402
+
+from tests.support import (  # noqa: F401
+    IDEA,
+    REPO,
+    Harness,
+    HarnessRun,
+    _environments_built,
+    edit,
+    harness,
+    l1_edit,
+)
 
 
 @pytest.fixture(scope="session")

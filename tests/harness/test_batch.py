@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from batchkit import CRASH, GOOD, Batch, cli, intervals, metric, run_batch, toy_metrics
 
 
@@ -112,7 +111,7 @@ def test_leaderboard_ranks_against_each_ideas_baseline(local_batch, name, better
 
 
 def test_results_store_has_one_row_per_run_and_rebuilds_from_the_workspaces(local_batch):
-    from harness.store import Store
+    from harness.results.store import Store
 
     b = local_batch
     store = Store.for_root(b.root)

@@ -7,10 +7,10 @@ import json
 import os
 
 import pytest
-
 from batchkit import cli
-from tests.support import one_line_error as _one_line_error
 from conftest import IDEA
+
+from tests.support import one_line_error as _one_line_error
 
 
 def _ideas(harness, *names, same_name=False):

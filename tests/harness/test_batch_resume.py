@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import git
-
 from conftest import IDEA, edit
 
 SLOW = edit("experiment.py", "    cfg = Config()", "    cfg = Config()\n    time.sleep(1)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.executor import tail
+from harness.execution.process import tail
 
 
 def test_tail_is_bounded(tmp_path):

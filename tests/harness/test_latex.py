@@ -13,8 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from harness.latex import (ERRORS_BUDGET, PDF_TOOLS, REQUIRED_TOOLS, LatexToolError, check_tex_tools,
-                           chktex_warnings, compile_pdf, compile_template_check, pdf_pages, pdf_text)
+from harness.paper.latex import (
+    ERRORS_BUDGET,
+    PDF_TOOLS,
+    REQUIRED_TOOLS,
+    LatexToolError,
+    check_tex_tools,
+    chktex_warnings,
+    compile_pdf,
+    compile_template_check,
+    pdf_pages,
+    pdf_text,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "latex_template"

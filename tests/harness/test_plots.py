@@ -52,5 +52,5 @@ def test_a_plot_that_keeps_failing_is_recorded_and_the_idea_goes_on(harness):
     assert r.returncode == 0, r.stderr
     state = r.state()
     assert state["status"] == "done" and state["stages"]["plots"] == "failed"
-    assert "without figures" in state["notes"]["plots"]
+    assert "without figures" in state["plots"]["outcome"]
     assert (r.workspace / "run_1" / "final_info.json").exists()

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from batchkit import CRASH, GOOD, cli, metric, toy_metrics
 from PIL import Image
 from scipy import ndimage
-
-from batchkit import CRASH, GOOD, cli, metric, toy_metrics
 
 BETTER, WORSE = (182, 227, 193), (244, 180, 174)  # td.better / td.worse in report/templates/base.html.j2
 PLOT_BLUE = (31, 119, 180)  # matplotlib's tab:blue, the bars of the toy template's plot.py

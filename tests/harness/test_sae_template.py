@@ -11,7 +11,6 @@ import json
 import sys
 
 import yaml
-
 from conftest import REPO, edit
 
 sys.path.insert(0, str(REPO / "tests"))

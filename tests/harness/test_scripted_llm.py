@@ -11,7 +11,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 import pytest  # noqa: E402
 
-from harness.scripted_llm import Entry, ScriptedLLM  # noqa: E402
+from harness.agent.scripted_llm import Entry, ScriptedLLM  # noqa: E402
 
 
 def _post(url, payload):

@@ -15,8 +15,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from aider.coders.editblock_coder import DEFAULT_FENCE, do_replace, find_original_update_blocks
-
+from aider.coders.editblock_coder import (
+    DEFAULT_FENCE,
+    do_replace,
+    find_original_update_blocks,
+)
 from conftest import REPO
 
 SEED_IDEAS = ["feature_momentum", "orthogonal_sae"]

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from harness.batch.slots import FileSlotPool, read_holds, slot_devices
-from harness.executor import run_process
+from harness.batch.slots import FileSlotPool, slot_devices
+from harness.execution.process import run_process
+from harness.execution.slots import read_holds
 
 REPO = Path(__file__).resolve().parents[2]
 HOLDER = """

@@ -8,9 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from harness.latex import PDF_TOOLS, REQUIRED_TOOLS, check_tex_tools, compile_pdf, pdf_text
-from harness.stages.verify import (KnownValues, check_claims, extract_claims, mark_unmatched,
-                                   verify_paper)
+from harness.paper.claims import (
+    KnownValues,
+    check_claims,
+    extract_claims,
+    mark_unmatched,
+    verify_paper,
+)
+from harness.paper.latex import (
+    PDF_TOOLS,
+    REQUIRED_TOOLS,
+    check_tex_tools,
+    compile_pdf,
+    pdf_text,
+)
 
 RUN_INFO = {  # explained variance, mse, l0, dead fraction, sparse probing accuracy
     0: (0.8312, 0.0421, 61.7, 0.30, 0.9581),

@@ -133,7 +133,7 @@ def test_runs_become_a_compiled_paper_with_the_figure_and_no_unmatched_claims(ha
     r, llm = _run_writeup(harness, _good_texts(), [])
     ws = r.workspace
     assert llm.remaining == 0
-    assert r.state()["stages"]["writeup"] == "done", r.state()["notes"]
+    assert r.state()["stages"]["writeup"] == "done", r.state()["writeup"]
     pdf = ws / "paper.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-"
     assert "paper.pdf" in r.repo().git.ls_files().split()
@@ -172,7 +172,7 @@ def test_a_made_up_number_and_a_run_that_never_ran_stay_flagged_after_one_correc
     assert flagged == {"0.9123", "Run 7"}, claims
     assert claims["unmatched"] == 2
     assert (r.workspace / "paper.pdf").exists()
-    assert "unmatched 2 before correction, 2 after" in r.state()["notes"]["writeup"]
+    assert "unmatched 2 before correction, 2 after" in r.state()["writeup"]["outcome"]
 
 
 def test_no_pdflatex_fails_in_preflight_before_any_model_call(harness, tmp_path):
@@ -203,7 +203,7 @@ def test_a_stopped_writeup_resumes_at_the_first_section_turn_not_committed(harne
     cfg = harness.write_config({"api_retry_wait": 0.05, "api_attempts": 1})
     r = harness.run("--idea", str(harness.idea_path), "--stop-after", "writeup", "--config", str(cfg))
     assert r.returncode == 1, r.stderr
-    assert r.state()["stages"]["writeup"] == "stopped" and r.state()["notes"]["writeup_step"] == "5"
+    assert r.state()["stages"]["writeup"] == "stopped" and r.state()["writeup"]["steps_done"] == 5
     llm = harness.serve(replies[cut:])  # starts with the background's refine turn
     r2 = harness.run("--resume", str(r.workspace), "--api-base", llm.url)
     assert r2.returncode == 0, r2.stderr

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from harness.executor import ProcessResult, run_process, scrubbed_env, tail, write_meta
-from harness.results import ResultsError, read_final_info
-from harness.sandbox import Sandbox
+from harness.execution.process import (
+    ProcessResult,
+    run_process,
+    scrubbed_env,
+    tail,
+)
+from harness.execution.sandbox import Sandbox
+from harness.records.run_meta import RunMeta, write_meta
+from harness.results.metrics import ResultsError, read_final_info
 from harness.template import TemplateSpec
 from harness.workspace import RevertedEdit, Workspace
 
 if TYPE_CHECKING:
-    from harness.batch.slots import SlotPool
+    from harness.execution.slots import SlotPool
 
 STDERR_TAIL = 1500
 
@@ -62,10 +68,10 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
             info = read_final_info(folder)
         except ResultsError as exc:
             error = str(exc)
-    write_meta(folder, proc, run=index, commit=commit, status="ok" if not error else "failed",
-               error=error, command_line=f"python experiment.py --out_dir=run_{index}",
-               isolation=sandbox.describe() if sandbox else "process (no limits)",
-               removed=[r.describe() for r in removed])
+    write_meta(folder, RunMeta(**asdict(proc), run=index, commit=commit, status="ok" if not error else "failed",
+                               error=error, command_line=f"python experiment.py --out_dir=run_{index}",
+                               isolation=sandbox.describe() if sandbox else "process (no limits)",
+                               removed=[r.describe() for r in removed], python=command[0]))
     return RunOutcome(index, folder, proc, info, error, removed)
 
 

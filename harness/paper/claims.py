@@ -1,7 +1,7 @@
 """The claims check: every number in the paper traced to a file, every run named exists.
 
 Reference sessions wrote papers with numbers no file contains and cited runs that never
-ran. Here each number the paper states (harness/texscan.py decides which ones count) is
+ran. Here each number the paper states (harness/paper/texscan.py decides which ones count) is
 looked up among the values the workspace holds:
 
   - every number in a completed run's final_info.json (any depth; numeric lists longer
@@ -41,8 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from harness.results import read_json
-from harness.texscan import mask, plain_numbers, scan, sentence_breaks
+from harness.agent.prompts import render
+from harness.paper.texscan import mask, plain_numbers, scan, sentence_breaks
+from harness.records.files import read_json
+from harness.records.run_meta import read_meta
 
 CLAIMS_FILE = "claims.json"
 RAW_LIST_LIMIT = 64
@@ -227,16 +229,17 @@ class KnownValues:
                 continue
             n = int(m.group(1))
             info = read_json(run_dir / "final_info.json")
-            meta = read_json(run_dir / "meta.json")
-            if not isinstance(info, dict) or n in failed_in_state or _meta_failed(meta):
+            meta = read_meta(run_dir)
+            if not isinstance(info, dict) or n in failed_in_state or (meta is not None and meta.process_failed):
                 known.failed_runs.add(n)
                 continue
             known.completed_runs.add(n)
             known.add_json(info, f"{run_dir.name}/final_info.json")
-            if isinstance(meta, dict):
-                for key in ("config", "seed", "duration_s"):
-                    if key in meta:
-                        known.add_json(meta[key], f"{run_dir.name}/meta.json", key)
+            if meta is not None:
+                known.add_json(meta.duration_s, f"{run_dir.name}/meta.json", "duration_s")
+                for key in ("config", "seed"):  # written by templates that record them
+                    if key in meta.extra:
+                        known.add_json(meta.extra[key], f"{run_dir.name}/meta.json", key)
         notes = ws / "notes.txt"
         if notes.is_file():
             known.add_text(notes.read_text(encoding="utf-8", errors="replace"), "notes.txt")
@@ -294,12 +297,6 @@ def _key_words(key: str) -> set[str]:
 
 def _affinity(source: str, words: set[str]) -> int:
     return len(_key_words(source.split(":", 1)[1] if ":" in source else "") & words)
-
-
-def _meta_failed(meta: Any) -> bool:
-    if not isinstance(meta, dict):
-        return False
-    return bool(meta.get("timed_out")) or ("exit_code" in meta and meta["exit_code"] != 0)
 
 
 def _failed_in_state(ws: Path) -> set[int]:
@@ -494,9 +491,8 @@ class VerifyReport:
     def message(self, budget: int = MESSAGE_BUDGET) -> str:
         """The unmatched claims as a short instruction for the agent."""
         if self.ok:
-            return f"All {len(self.results)} numbers and run mentions in {self.paper.name} trace to the run files."
-        head = (f"{len(self.unmatched)} claims in {self.paper.name} do not trace to the run files. "
-                "Correct each from final_info.json / notes.txt, or remove it; do not invent values.")
+            return render("claims_traced", count=len(self.results), paper=self.paper.name).rstrip("\n")
+        head = render("claims_unmatched", count=len(self.unmatched), paper=self.paper.name).rstrip("\n")
         lines, used = [head], len(head)
         seen: set[tuple[int, str]] = set()
         for k, r in enumerate(self.unmatched):

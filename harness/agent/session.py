@@ -24,19 +24,23 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import aider.coders.base_coder as _base_coder  # noqa: E402
+import litellm  # noqa: E402  (after the environment variable above)
 from aider.coders import Coder  # noqa: E402
 from aider.exceptions import LiteLLMExceptions  # noqa: E402
 from aider.io import InputOutput  # noqa: E402
 from aider.models import Model, model_info_manager  # noqa: E402
 from rich.console import Console  # noqa: E402
-from tenacity import (Retrying, retry_if_exception_type, stop_after_attempt,  # noqa: E402
-                      wait_exponential)
+from tenacity import (  # noqa: E402
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
-from harness.chatlog import CHAT_LOG, read_totals  # noqa: E402
-from harness.edit_guard import guard_edits  # noqa: E402
+from harness.agent.chatlog import CHAT_LOG, read_totals  # noqa: E402
+from harness.agent.edit_guard import guard_edits  # noqa: E402
 from harness.errors import IdeaStopped, UserError  # noqa: E402
-
-import litellm  # noqa: E402  (after the environment variable above)
+from harness.records.files import write_json
 
 # aider's model-info lookup downloads litellm's price map whenever its cache is empty;
 # hand it litellm's bundled copy instead, which also gives known models their prices.
@@ -329,10 +333,8 @@ class ChatSession:
     def save_history(self) -> None:
         """Persist the conversation so a resumed stage asks the model exactly what it would have."""
         if self.history_path:
-            tmp = self.history_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"done": self.coder.done_messages, "cur": self.coder.cur_messages}),
-                           encoding="utf-8")
-            os.replace(tmp, self.history_path)
+            write_json(self.history_path, {"done": self.coder.done_messages, "cur": self.coder.cur_messages},
+                       indent=None)
 
     def close(self) -> None:
         self.io.close()

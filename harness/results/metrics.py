@@ -24,15 +24,6 @@ class ResultsError(Exception):
     """final_info.json missing or unreadable: the run counts as failed."""
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's contents, or None when it is missing, unreadable or not JSON: for callers
-    that treat a broken file as an absent one (rebuilding the store, checking claims)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # ValueError: bad JSON or bytes that are not UTF-8
-        return None
-
-
 def read_final_info(run_dir: Path) -> dict[str, Any]:
     path = run_dir / FINAL_INFO
     if not path.is_file():

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from harness.errors import UserError
-
+from harness.records.files import write_json
 
 PREFLIGHT_MARKER = "harness preflight: reply OK"
 """The CLI's is-the-model-there request; answered without consuming the script."""
@@ -139,9 +139,7 @@ class ScriptedLLM:
     def _save(self) -> None:
         if self._state_path is not None:
             self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"position": self.position, "answered": self._answered}), encoding="utf-8")
-            tmp.replace(self._state_path)
+            write_json(self._state_path, {"position": self.position, "answered": self._answered}, indent=None)
 
     def __enter__(self):
         return self.start()

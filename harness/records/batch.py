@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.records.files import write_json
 
 BATCH_FILE = "batch.json"
 STATUSES = ("queued", "running", "done", "failed", "interrupted")
@@ -92,17 +92,7 @@ def load_batch(folder: Path) -> BatchRecord:
 
 
 def save_batch(folder: Path, record: BatchRecord) -> None:
-    text = json.dumps(asdict(record), indent=2)
-    fd, tmp = tempfile.mkstemp(prefix=".batch.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / BATCH_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(folder / BATCH_FILE, asdict(record), indent=2)
 
 
 def worker_note_path(folder: Path, name: str) -> Path:
@@ -113,9 +103,7 @@ def write_worker_note(folder: Path, name: str, workspace: Path) -> None:
     """Written by the worker as soon as the idea's workspace exists."""
     path = worker_note_path(folder, name)
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"workspace": str(workspace), "pid": os.getpid()}), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, {"workspace": str(workspace), "pid": os.getpid()}, indent=None)
 
 
 def read_worker_note(folder: Path, name: str) -> dict[str, Any]:

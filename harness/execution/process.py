@@ -8,23 +8,21 @@ harness's API keys.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.sandbox import Sandbox
+from harness.execution.sandbox import Sandbox
 
 if TYPE_CHECKING:
-    from harness.batch.slots import SlotPool
+    from harness.execution.slots import SlotPool
 
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
 _PROVIDER = re.compile(r"^(OPENAI|ANTHROPIC|AZURE|GEMINI|GOOGLE|VERTEX|DEEPSEEK|MISTRAL|COHERE|GROQ|"
@@ -180,8 +178,3 @@ def tail(path: Path, limit: int = 1500) -> str:
     nl = cut.find("\n")
     return cut[nl + 1:] if 0 <= nl < 200 else cut
 
-
-def write_meta(run_dir: Path, result: ProcessResult, **extra) -> dict:
-    meta = {**asdict(result), **extra, "python": result.command[0] if result.command else sys.executable}
-    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return meta

@@ -8,24 +8,26 @@ record is deliberately redundant with git (tags, commits): on resume git is chec
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from harness.errors import UserError
+from harness.records.files import write_atomic
 
 STATE_FILE = "state.json"
 BACKUP_FILE = "state.json.bak"
-STAGES = ("baseline", "experiments", "plots", "writeup")
+Stage = Literal["baseline", "experiments", "plots", "writeup"]
+STAGES: tuple[Stage, ...] = get_args(Stage)
+"""The stages of an idea, in order: the one place their names are spelled."""
+StageStatus = Literal["pending", "running", "done", "failed", "skipped", "stopped"]
+IdeaStatus = Literal["running", "done", "stopped", "failed"]
 
 
 @dataclass
 class RunRecord:
     index: int
-    status: str
-    """done | failed"""
+    status: Literal["done", "failed"]
     folder: str
     commit: str = ""
     exit_code: int | None = None
@@ -54,24 +56,44 @@ class ExperimentsProgress:
 
 
 @dataclass
+class PlotsProgress:
+    step: Literal["", "edit", "run", "describe", "done"] = ""
+    """The next step ('' before the stage starts)."""
+    attempt: int = 0
+    """Which attempt at plot.py the edit or run step belongs to."""
+    next_message: str = ""
+    """The exact prompt the next agent turn sends."""
+    turn: int = 0
+    """Agent turns completed in this stage."""
+    outcome: str = ""
+    """What the writeup should know about the figures (why there are none)."""
+
+
+@dataclass
+class WriteupProgress:
+    steps_done: int = 0
+    """Section turns committed (write and refine per section, then sketch and cite)."""
+    outcome: str = ""
+    """One line on the PDF, the compile and the claims check, once the stage ends."""
+
+
+@dataclass
 class State:
     idea: str
     template: str
     created: str
     config: dict[str, Any] = field(default_factory=dict)
-    stages: dict[str, str] = field(default_factory=dict)
-    """stage -> pending | running | done | failed | skipped"""
+    stages: dict[str, StageStatus] = field(default_factory=dict)
     runs: dict[str, RunRecord] = field(default_factory=dict)
     experiments: ExperimentsProgress = field(default_factory=ExperimentsProgress)
-    notes: dict[str, str] = field(default_factory=dict)
-    """stage -> what a later stage (or a reader) should know, e.g. why plots failed"""
+    plots: PlotsProgress = field(default_factory=PlotsProgress)
+    writeup: WriteupProgress = field(default_factory=WriteupProgress)
     undone: list[dict[str, str]] = field(default_factory=list)
     """What the harness undid: edits to files a stage did not hand the agent, links and
     other special files runs left. Each: stage, when (turn or run), path, action, detail."""
     child_pgid: int | None = None
     """Process group of the run or plot.py in progress, so a resumed harness can kill it."""
-    status: str = "running"
-    """running | done | stopped | failed"""
+    status: IdeaStatus = "running"
     error: str = ""
 
     def stage_done(self, stage: str) -> bool:
@@ -100,11 +122,27 @@ def _parse(path: Path) -> State:
         state = _from_dict(State, data)
         state.runs = {k: _from_dict(RunRecord, v) for k, v in data.get("runs", {}).items()}
         state.experiments = _from_dict(ExperimentsProgress, data.get("experiments", {}))
+        state.plots = _from_dict(PlotsProgress, data.get("plots", {}))
+        state.writeup = _from_dict(WriteupProgress, data.get("writeup", {}))
+        _upgrade_notes(state, data.get("notes"))
     except (TypeError, AttributeError) as exc:
         raise _Corrupt(f"not the shape this harness writes: {exc}") from None
-    if not isinstance(state.stages, dict) or not isinstance(state.notes, dict):
-        raise _Corrupt("not the shape this harness writes: stages and notes must be mappings")
+    if not isinstance(state.stages, dict):
+        raise _Corrupt("not the shape this harness writes: stages must be a mapping")
     return state
+
+
+def _upgrade_notes(state: State, notes: Any) -> None:
+    """Workspaces written before plots and writeup had typed progress kept it as strings in
+    a `notes` mapping; read them so such a workspace still resumes where it stopped."""
+    if not isinstance(notes, dict) or not notes:
+        return
+    kind, _, n = str(notes.get("plots_step", "")).partition(" ")
+    if kind in ("edit", "run", "describe", "done"):
+        state.plots = PlotsProgress(step=kind, attempt=int(n or 0), next_message=str(notes.get("plots_message", "")),
+                                    turn=int(notes.get("plots_turn", 0) or 0), outcome=str(notes.get("plots", "")))
+    state.writeup = WriteupProgress(steps_done=int(notes.get("writeup_step", 0) or 0),
+                                    outcome=str(notes.get("writeup", "")))
 
 
 def load_state(workspace: Path) -> State:
@@ -129,20 +167,6 @@ def load_state(workspace: Path) -> State:
                     f"`cp {bak} {path}` and run --resume again") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename: a kill or a full disk leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(prefix=".state.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_state(workspace: Path, state: State) -> None:
     path = workspace / STATE_FILE
     text = json.dumps(asdict(state), indent=2, sort_keys=False).encode("utf-8")
@@ -153,5 +177,5 @@ def save_state(workspace: Path, state: State) -> None:
     if previous is not None:
         # the previous good state, for a human to fall back on; written as carefully as
         # state.json, since it is the fallback exactly when something went wrong
-        _write_atomic(workspace / BACKUP_FILE, previous)
-    _write_atomic(path, text)
+        write_atomic(workspace / BACKUP_FILE, previous)
+    write_atomic(path, text)

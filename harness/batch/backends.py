@@ -26,7 +26,7 @@ from typing import Callable
 from harness.batch.slots import FileSlotPool
 from harness.batch.worker import PARENT_ENV
 from harness.config import REPO_ROOT
-from harness.executor import kill_group
+from harness.execution.process import kill_group
 
 WorkerCommand = Callable[[str, list[str]], list[str]]
 """(idea name, extra worker arguments) -> the command line of its worker process."""

@@ -21,12 +21,18 @@ from pathlib import Path
 
 import ray
 
-from harness.batch.executors import IdeaExecutor, JobResult, WorkerCommand, default_command, worker_env
+from harness.batch.backends import (
+    IdeaExecutor,
+    JobResult,
+    WorkerCommand,
+    default_command,
+    worker_env,
+)
 from harness.batch.ray_slots import NAMESPACE, SlotPoolActor, init_ray
-from harness.batch.slots import HOLDS_LOG, Hold, append_hold
 from harness.config import REPO_ROOT
-from harness.executor import _PROVIDER as PROVIDER_VAR
-from harness.executor import kill_group
+from harness.execution.process import _PROVIDER as PROVIDER_VAR
+from harness.execution.process import kill_group
+from harness.execution.slots import HOLDS_LOG, Hold, append_hold
 
 STOP_GRACE_S = 25.0
 """How long the task waits for its worker to stop (the worker itself waits at most 15 s)."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.agent.scripted_llm import Entry, is_edit_failure
 from harness.errors import UserError
-from harness.scripted_llm import Entry, is_edit_failure
 
 
 def recording_path(spec: str) -> Path:

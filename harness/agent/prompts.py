@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import jinja2
+import yaml
 
 from harness.config import REPO_ROOT
 
@@ -25,3 +26,9 @@ def _env() -> jinja2.Environment:
 
 def render(name: str, **values) -> str:
     return _env().get_template(f"{name}.j2").render(**values).strip() + "\n"
+
+
+def load_data(name: str):
+    """A YAML file of agent-facing text that is data rather than one prompt (the paper's
+    section list)."""
+    return yaml.safe_load((PROMPTS_DIR / f"{name}.yaml").read_text(encoding="utf-8"))

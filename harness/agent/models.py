@@ -7,7 +7,7 @@
     (no --model)                         the first provider whose API key is set, else the
                                          idea's recording under recordings/, else an error
 
-Scripted and replayed models are served by harness.scripted_llm on 127.0.0.1 and reach
+Scripted and replayed models are served by harness.agent.scripted_llm on 127.0.0.1 and reach
 aider through litellm exactly as a live model does.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.agent.prompts import render
 from harness.config import HarnessConfig
 from harness.errors import UserError
 from harness.ideas import Idea
@@ -34,7 +35,7 @@ DEFAULT_MODELS = (
 
 @dataclass
 class ModelChoice:
-    settings: "AgentSettings"  # noqa: F821 (harness.agent imports aider: loaded late)
+    settings: "AgentSettings"  # noqa: F821 (harness.agent.session imports aider: loaded late)
     server: object | None = None
     """The local ScriptedLLM serving a script or a recording, if any."""
     note: str = ""
@@ -55,7 +56,7 @@ def default_model(idea: Idea | None, recordings: Path) -> str:
 
 
 def resolve(cfg: HarnessConfig, idea: Idea | None, console: Console) -> ModelChoice:
-    from harness.agent import AgentSettings, check_model_keys
+    from harness.agent.session import AgentSettings, check_model_keys
 
     model = cfg.model or default_model(idea, Path(cfg.recordings))
     common = dict(edit_format=cfg.edit_format, stream=cfg.stream, attempts=cfg.api_attempts,
@@ -63,8 +64,8 @@ def resolve(cfg: HarnessConfig, idea: Idea | None, console: Console) -> ModelCho
                   budget_usd=cfg.budget_usd, budget_tokens=cfg.budget_tokens, model_metadata=cfg.model_metadata)
     kind, _, arg = model.partition(":")
     if kind in ("scripted", "replay") and arg:
-        from harness.replay import load_recording
-        from harness.scripted_llm import ScriptedLLM, load_script
+        from harness.agent.replay import load_recording
+        from harness.agent.scripted_llm import ScriptedLLM, load_script
 
         if kind == "scripted":
             entries, note = load_script(Path(arg)), f"scripted model: replies are read from {arg}"
@@ -76,8 +77,7 @@ def resolve(cfg: HarnessConfig, idea: Idea | None, console: Console) -> ModelCho
         # A replay's runs may differ from the recorded ones within training noise, and a data-dependent
         # request (a claims correction) may then have no recorded answer: it gets a reply that changes
         # nothing, and the check's findings stay on record in claims.json.
-        beyond = None if kind == "scripted" else ("The recording has no reply to this request, so nothing "
-                                                   "is changed.")
+        beyond = None if kind == "scripted" else render("recording_exhausted").rstrip("\n")
         server = ScriptedLLM(entries, exhausted_reply=beyond).start()
         # model name says what it is in chat.jsonl and state.json; the server ignores it
         settings = AgentSettings(model=f"openai/{kind}", api_base=server.url, api_key="sk-local", **common)

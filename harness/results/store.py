@@ -19,11 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from harness.chatlog import CHAT_LOG, read_chat_log, tokens_of
+from harness.agent.chatlog import CHAT_LOG, read_chat_log, tokens_of
 from harness.errors import UserError
-from harness.results import ResultsError, read_final_info, read_json, summarise
-from harness.state import STAGES, State, load_state
-from harness.template import TemplateSpec, load_template
+from harness.records.files import read_json
+from harness.records.run_meta import RunMeta, read_meta
+from harness.records.state import STAGES, State, load_state
+from harness.results.metrics import ResultsError, read_final_info, summarise
+from harness.template import TemplateSpec, is_better, load_template
 
 STORE_FILE = "results.sqlite"
 RUN_DIR = re.compile(r"^run_(\d+)(?:_(failed|interrupted)_(\d+))?$")
@@ -100,7 +102,7 @@ class MetricDef:
     position: int
 
     def is_better(self, a: float, b: float) -> bool:
-        return a > b if self.better == "higher" else a < b
+        return is_better(self.better, a, b)
 
 
 @dataclass
@@ -187,7 +189,7 @@ def _runs(ws: Path, state: State, spec: TemplateSpec | None, template: str, mode
             status = "done"
         else:
             status = kind
-        meta = read_json(folder / "meta.json") or {}
+        meta = read_meta(folder) or RunMeta()
         values: dict[str, float | None] = {}
         flags: list[str] = []
         if status == "done" and spec is not None:
@@ -198,10 +200,10 @@ def _runs(ws: Path, state: State, spec: TemplateSpec | None, template: str, mode
                 flags = [str(exc)]
         rows.append(RunRow(
             workspace=str(ws), folder=folder.name, idea=state.idea, run=index, template=template, model=model,
-            commit_sha=str(meta.get("commit", "")), status=status, metrics=values, degenerate=flags,
-            duration_s=float(meta.get("duration_s", 0.0) or 0.0), tokens=0, cost_usd=0.0,
-            error=str(meta.get("error", "") or ("interrupted by a harness restart" if status == "interrupted" else "")),
-            started_at=str(meta.get("started_at", "")), device=str(meta.get("device", "")), batch=batch))
+            commit_sha=str(meta.commit), status=status, metrics=values, degenerate=flags,
+            duration_s=float(meta.duration_s or 0.0), tokens=0, cost_usd=0.0,
+            error=str(meta.error or ("interrupted by a harness restart" if status == "interrupted" else "")),
+            started_at=str(meta.started_at), device=str(meta.device), batch=batch))
     _attribute(rows, calls)
     return sorted(rows, key=lambda r: (r.run, r.folder != f"run_{r.run}", r.folder))
 

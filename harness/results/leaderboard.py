@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import UserError
-from harness.store import IdeaRow, MetricDef, RunRow, Store
-from harness.results import fmt_short
+from harness.results.metrics import fmt_short
+from harness.results.store import IdeaRow, MetricDef, RunRow, Store
 
 
 @dataclass
@@ -138,7 +138,7 @@ def render(board: Leaderboard, console: Console, top_runs: int = 20) -> None:
 
 def main(argv: list[str]) -> int:
     """`run_harness.py leaderboard [--metric M] [--batch DIR] [--workspace-root DIR] [--rebuild]`"""
-    from harness.subcommands import subparser
+    from harness.arguments import subparser
 
     p = subparser("leaderboard", "Rank ideas and their runs against their baselines, from the results store.")
     p.add_argument("--metric", help="metric name or label to rank by (default: the template's first metric)")
@@ -152,7 +152,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"{args.workspace_root} does not exist; pass --workspace-root with the folder of your workspaces")
     batch = None
     if args.batch is not None:
-        from harness.batch.record import load_batch
+        from harness.records.batch import load_batch
 
         batch = load_batch(args.batch).id
     store = Store.for_root(args.workspace_root)

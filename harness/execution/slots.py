@@ -1,0 +1,73 @@
+"""Device slots as the core sees them: a pool hands out one slot around one process.
+
+The single-idea core (process.py) only needs this interface: a lone idea runs without a
+pool, a batch passes one in. The pools themselves live with the batch (batch/slots.py: file
+locks on one machine; batch/ray_slots.py: a Ray actor). Every hold is appended to a
+JSON-lines log (requested, acquired, released), from which the benchmark and the report
+compute slot utilisation; its format is defined here so the report can read it without
+importing the batch package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ContextManager, Protocol
+
+HOLDS_LOG = "slots.jsonl"
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int
+    device: str
+    """'cuda:<id>' or 'cpu'."""
+
+    def env(self) -> dict[str, str]:
+        # A CPU slot hides every GPU, so that an experiment cannot use a device that
+        # belongs to another slot.
+        return {"CUDA_VISIBLE_DEVICES": self.device.split(":", 1)[1] if self.device.startswith("cuda:") else ""}
+
+    def describe(self) -> str:
+        return f"{self.device} (slot {self.index})"
+
+
+@dataclass
+class Hold:
+    """One line of the holds log."""
+    slot: int
+    device: str
+    holder: str
+    label: str
+    requested: float
+    acquired: float
+    released: float
+
+
+class SlotPool(Protocol):
+    def hold(self, label: str) -> ContextManager[Slot]:
+        """Wait for a free slot and keep it for the `with` block."""
+
+
+def append_hold(log: Path, hold: Hold) -> None:
+    # one short O_APPEND write per line: lines from several processes never interleave
+    line = (json.dumps(asdict(hold)) + "\n").encode()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def read_holds(log: Path) -> list[Hold]:
+    if not log.exists():
+        return []
+    out = []
+    for line in log.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(Hold(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError):
+            continue  # a line cut short by a kill
+    return out
