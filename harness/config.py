@@ -19,6 +19,25 @@ from harness.errors import UserError
 from harness.records.state import Stage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+FROM_CHECKOUT = (REPO_ROOT / "run_harness.py").is_file() and (REPO_ROOT / "prompts").is_dir()
+"""True when running from a source checkout; False for a `pip install .` (a wheel)."""
+PACKAGE_DATA = Path(__file__).resolve().parent / "_data"
+"""Where a wheel carries prompts/, latex_template/, templates/ and recordings/ (pyproject.toml)."""
+
+
+def resource_dir(name: str) -> Path:
+    """One of the project's data folders: the checkout's own when running from source, the
+    copy installed inside the package otherwise."""
+    return (REPO_ROOT if FROM_CHECKOUT else PACKAGE_DATA) / name
+
+
+def envs_dir() -> Path:
+    """The folder of experiment environments (<python_env>/bin/python): $SAE_HARNESS_ENVS,
+    else the checkout's .venvs/ built by setup.sh."""
+    import os
+
+    return Path(os.environ["SAE_HARNESS_ENVS"]).expanduser() if os.environ.get("SAE_HARNESS_ENVS") \
+        else REPO_ROOT / ".venvs"
 
 SandboxLevel = Literal["auto", "namespace", "process"]
 Executor = Literal["local", "ray"]
@@ -31,7 +50,7 @@ class HarnessConfig:
     """Template folder under templates/ (or a path to one) copied into each workspace."""
     model: str = ""
     """litellm model string (claude-sonnet-4-5, gpt-5, ...), scripted:FILE or replay:RECORDING; empty: the first provider with an API key set, else the idea's recording."""
-    recordings: Path = REPO_ROOT / "recordings"
+    recordings: Path = resource_dir("recordings")
     """Folder of recorded sessions (NAME.jsonl, from a workspace's chat.jsonl) replayed when no model is given."""
     api_base: str | None = None
     """Base URL of an OpenAI-compatible server (ollama, vLLM, llama.cpp)."""

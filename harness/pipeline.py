@@ -47,7 +47,8 @@ def new_idea(cfg: HarnessConfig, idea_path: Path, settings: AgentSettings, conso
     idea = load_idea(idea_path)
     spec = load_template(cfg.template)
     if not spec.python.exists():
-        raise UserError(f"template {spec.name} runs with {spec.python}, which does not exist; run `bash setup.sh` first")
+        raise UserError(f"template {spec.name} runs with {spec.python}, which does not exist; run `bash setup.sh` "
+                        "first (or set SAE_HARNESS_ENVS to a folder holding <env>/bin/python)")
     ws = Workspace.create(cfg.workspace_root, idea, spec, settings=cfg.template_settings)
     state = State(idea=idea.name, template=str(spec.root), created=datetime.now().isoformat(timespec="seconds"),
                   config=cfg.to_dict(), stages={s: "pending" for s in STAGES})

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from harness.agent.scripted_llm import PREFLIGHT_MARKER
 from harness.agent.session import AgentSettings
-from harness.config import REPO_ROOT, HarnessConfig
+from harness.config import HarnessConfig, resource_dir
 from harness.errors import UserError
 from harness.paper.latex import check_tex_tools, compile_template_check
 from harness.records.state import STAGES
 
 MIN_FREE_BYTES = 1 << 30
 MODEL_TIMEOUT_S = 30
-TEMPLATE_DIR = REPO_ROOT / "latex_template"
+TEMPLATE_DIR = resource_dir("latex_template")
 
 
 def _existing_parent(path: Path) -> Path:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import yaml
 
-from harness.config import REPO_ROOT
+from harness.config import envs_dir, resource_dir
 from harness.errors import UserError
 
 _OPS = {
@@ -98,7 +98,7 @@ class TemplateSpec:
     @property
     def python(self) -> Path:
         """The interpreter experiments run with (never the harness's own)."""
-        return REPO_ROOT / ".venvs" / self.python_env / "bin" / "python"
+        return envs_dir() / self.python_env / "bin" / "python"
 
     def baseline_key(self, root: Path | None = None) -> str:
         """Hash of everything run_0 depends on, so a cached baseline is reused only when valid.
@@ -106,7 +106,7 @@ class TemplateSpec:
         root = root or self.root
         h = hashlib.sha256()
         h.update(self.name.encode())
-        stamp = REPO_ROOT / ".venvs" / self.python_env / ".stamp"
+        stamp = envs_dir() / self.python_env / ".stamp"
         if stamp.exists():
             h.update(stamp.read_bytes())
         for rel in self.baseline_inputs:
@@ -159,10 +159,10 @@ def _str_list(data: dict, key: str, src: str) -> tuple[str, ...]:
 
 def find_template(name_or_path: str) -> Path:
     p = Path(name_or_path)
-    for cand in (p, REPO_ROOT / "templates" / name_or_path):
+    for cand in (p, resource_dir("templates") / name_or_path):
         if (cand / "template.yaml").is_file():
             return cand.resolve()
-    known = sorted(d.name for d in (REPO_ROOT / "templates").iterdir() if (d / "template.yaml").is_file())
+    known = sorted(d.name for d in resource_dir("templates").iterdir() if (d / "template.yaml").is_file())
     raise UserError(f"template '{name_or_path}' not found; use one of: {', '.join(known)} (or a folder with a template.yaml)")
 
 

@@ -7,9 +7,9 @@ from functools import lru_cache
 import jinja2
 import yaml
 
-from harness.config import REPO_ROOT
+from harness.config import resource_dir
 
-PROMPTS_DIR = REPO_ROOT / "prompts"
+PROMPTS_DIR = resource_dir("prompts")
 
 
 @lru_cache(maxsize=1)

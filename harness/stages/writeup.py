@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from harness.agent.prompts import load_data, render
-from harness.config import REPO_ROOT
+from harness.config import resource_dir
 from harness.paper.claims import CLAIMS_FILE, verify_paper
 from harness.paper.latex import (
     CompileResult,
@@ -35,7 +35,7 @@ from harness.stages.turns import agent_turn
 from harness.workspace import HARNESS_DIR
 
 STAGE = "writeup"
-TEMPLATE_DIR = REPO_ROOT / "latex_template"
+TEMPLATE_DIR = resource_dir("latex_template")
 TEX = "latex/template.tex"
 BIB = "latex/references.bib"
 PAPER = "paper.pdf"
