@@ -6,7 +6,7 @@ stages, queues or results: that is the scheduler's business. Two backends:
 
   local  a child process per idea on this machine; slots are lock files (slots.py)
   ray    a Ray task per idea, which starts the same worker process on whichever node
-         Ray picks; slots come from a Ray actor (ray_executor.py, ray_slots.py)
+         Ray picks; slots come from a Ray actor (ray_backend.py, ray_slots.py)
 """
 
 from __future__ import annotations

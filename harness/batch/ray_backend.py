@@ -28,7 +28,7 @@ from harness.batch.backends import (
     default_command,
     worker_env,
 )
-from harness.batch.ray_slots import NAMESPACE, SlotPoolActor, init_ray
+from harness.batch.ray_slots import NAMESPACE, NODE_ENV, SlotPoolActor, init_ray
 from harness.config import REPO_ROOT
 from harness.execution.process import _PROVIDER as PROVIDER_VAR
 from harness.execution.process import kill_group
@@ -45,7 +45,8 @@ def run_worker(argv: list[str], log_path: str, env: dict[str, str], actor_name: 
     A stop comes through the slot actor (closed by the scheduler), not through
     ray.cancel(): a cancelled task is reported finished at once, and the scheduler would
     then shut Ray down, and with it the worker, before the worker had stopped in order."""
-    env = {**os.environ, **env, "HARNESS_BATCH_PARENT": str(os.getpid())}
+    node = ray.get_runtime_context().get_node_id()  # the node running this task, hence the worker
+    env = {**os.environ, **env, "HARNESS_BATCH_PARENT": str(os.getpid()), NODE_ENV: node}
     actor = ray.get_actor(actor_name, namespace=NAMESPACE)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -65,7 +66,7 @@ def run_worker(argv: list[str], log_path: str, env: dict[str, str], actor_name: 
     finally:
         kill_group(proc.pid, grace_s=1.0)
     return {"exit_code": code,
-            "node": f"{socket.gethostname()} (ray node {ray.get_runtime_context().get_node_id()[:8]})"}
+            "node": f"{socket.gethostname()} (ray node {node[:8]})"}
 
 
 def _stop_worker(proc: subprocess.Popen) -> int:
@@ -110,6 +111,8 @@ class RayExecutor(IdeaExecutor):
         # on a cluster the workers do not inherit this shell: hand them the model's API keys
         env = {k: v for k, v in worker_env().items()
                if k in ("PYTHONPATH", "PYTHONUNBUFFERED") or PROVIDER_VAR.match(k)}
+        # SPREAD: the task asks for no CPU, so the default policy, which keeps work on the node
+        # that got the request until that node is half busy, would put every idea on one node
         ref = run_worker.options(scheduling_strategy="SPREAD").remote(
             argv, str(self.batch_dir / "logs" / f"{name}.log"), env, self.actor_name)
         self.refs[ref] = (name, lease)

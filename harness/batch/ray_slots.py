@@ -25,6 +25,10 @@ import ray
 from harness.execution.slots import Hold, Slot
 
 NAMESPACE = "sae-harness"
+NODE_ENV = "HARNESS_RAY_NODE"
+"""The Ray node id of the task that started an idea's worker, handed to the worker so that
+it takes the slots of that node. Its own connection cannot tell: a driver attaches to the
+head when several nodes share a host, whichever node started it."""
 
 
 def init_ray(address: str | None, **kwargs) -> None:
@@ -103,7 +107,7 @@ class SlotPoolActor:
         del self.busy[(node, index)]
         pool = self.nodes[node]
         self.log.append(asdict(Hold(index, pool.devices[index], info["holder"], info["label"], info["requested"],
-                                    info["since"], time.time())))
+                                    info["since"], time.time(), node=node)))
         pool.give(index)
 
     async def holds(self) -> list[dict]:
@@ -126,7 +130,7 @@ class RaySlotPool:
         if self._actor is None:
             init_ray(self.address)
             self._actor = ray.get_actor(self.actor_name, namespace=NAMESPACE)
-            self._node = ray.get_runtime_context().get_node_id()
+            self._node = os.environ.get(NODE_ENV) or ray.get_runtime_context().get_node_id()
         return self._actor
 
     @contextlib.contextmanager

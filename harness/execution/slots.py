@@ -44,6 +44,8 @@ class Hold:
     requested: float
     acquired: float
     released: float
+    node: str = ""
+    """The Ray node whose slot it was; empty for the file-lock slots of one machine."""
 
 
 class SlotPool(Protocol):
