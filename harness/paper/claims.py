@@ -29,6 +29,10 @@ them, and because among the thousands of pairs of file values some pair fits alm
 any made-up percentage.
 
 "Run N" (and "Runs 4 and 5", "Runs 1--3") is valid only when run_N completed.
+
+Sentences that compare runs ("Run 3's top-1 accuracy is the highest of all runs") are
+checked against the headline metrics by harness/paper/comparisons.py when the template is
+known; flagged ones go back in the correction round with the numbers.
 """
 
 from __future__ import annotations
@@ -42,9 +46,11 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from harness.agent.prompts import render
+from harness.paper.comparisons import RunValues, Statement, find_statements
 from harness.paper.texscan import mask, plain_numbers, scan, sentence_breaks
 from harness.records.files import read_json
 from harness.records.run_meta import read_meta
+from harness.template import TemplateSpec, load_template
 
 CLAIMS_FILE = "claims.json"
 RAW_LIST_LIMIT = 64
@@ -52,6 +58,7 @@ RAW_LIST_LIMIT = 64
 with thousands of such values any short decimal would match one by chance."""
 
 MESSAGE_BUDGET = 1500
+MAX_STATEMENTS_SHOWN = 8
 DERIVED_SLACK = 10
 """A derived value may be this many times less precise than the claim it supports:
 0.0421 and 0.0370 pin a relative change to 12.1 +- 0.2 %, which backs "12.1%"."""
@@ -474,24 +481,43 @@ class VerifyReport:
     paper: Path
     results: list[ClaimResult]
     claims_path: Path | None = None
+    statements: list[Statement] = field(default_factory=list)
+    """Comparative statements found (checked, flagged or unresolved); empty when the
+    template is unknown."""
+    noise_known: bool = False
 
     @property
     def unmatched(self) -> list[ClaimResult]:
         return [r for r in self.results if not r.ok]
 
     @property
+    def flagged(self) -> list[Statement]:
+        return [s for s in self.statements if s.flagged]
+
+    @property
     def ok(self) -> bool:
-        return not self.unmatched
+        return not self.unmatched and not self.flagged
 
     def to_dict(self) -> dict[str, Any]:
         return {"paper": self.paper.name, "claims": len(self.results),
                 "unmatched": len(self.unmatched),
-                "results": [r.to_dict() for r in self.results]}
+                "results": [r.to_dict() for r in self.results],
+                "statements_flagged": len(self.flagged),
+                "noise_band": self.noise_known,
+                "statements": [s.to_dict() for s in self.statements]}
 
     def message(self, budget: int = MESSAGE_BUDGET) -> str:
-        """The unmatched claims as a short instruction for the agent."""
+        """The unmatched claims and the false statements as a short instruction for the agent."""
         if self.ok:
             return render("claims_traced", count=len(self.results), paper=self.paper.name).rstrip("\n")
+        parts = [self._unmatched_message(budget)] if self.unmatched else []
+        if self.flagged:
+            parts.append(render("claims_statements", statements=self.flagged[:MAX_STATEMENTS_SHOWN],
+                                more=max(0, len(self.flagged) - MAX_STATEMENTS_SHOWN),
+                                noise_known=self.noise_known, claims_file=CLAIMS_FILE).rstrip("\n"))
+        return "\n\n".join(parts)
+
+    def _unmatched_message(self, budget: int) -> str:
         head = render("claims_unmatched", count=len(self.unmatched), paper=self.paper.name).rstrip("\n")
         lines, used = [head], len(head)
         seen: set[tuple[int, str]] = set()
@@ -509,14 +535,38 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify_paper(ws: Path, tex_path: Path) -> VerifyReport:
-    """Check the paper's claims against the workspace and write ws/claims.json."""
+def verify_paper(ws: Path, tex_path: Path, spec: TemplateSpec | None = None,
+                 noise: dict[str, float] | None = None) -> VerifyReport:
+    """Check the paper's claims against the workspace and write ws/claims.json.
+
+    spec: the template, for its headline metrics (default: the one state.json names);
+    without one, comparative statements are not checked. noise: metric name -> half-width
+    of the band within which a difference counts as noise; None or {} checks orderings only."""
     ws, tex_path = Path(ws), Path(tex_path)
     tex = tex_path.read_text(encoding="utf-8", errors="replace")
-    results = check_claims(extract_claims(tex), KnownValues.from_workspace(ws))
-    report = VerifyReport(paper=tex_path, results=results, claims_path=ws / CLAIMS_FILE)
+    known = KnownValues.from_workspace(ws)
+    results = check_claims(extract_claims(tex), known)
+    spec = spec or _workspace_template(ws)
+    statements: list[Statement] = []
+    if spec is not None and spec.metrics:
+        values = RunValues.from_workspace(ws, spec, sorted(known.completed_runs), noise)
+        statements = find_statements(tex, values)
+    report = VerifyReport(paper=tex_path, results=results, claims_path=ws / CLAIMS_FILE,
+                          statements=statements, noise_known=bool(noise))
     report.claims_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _workspace_template(ws: Path) -> TemplateSpec | None:
+    """The template state.json names, if it still loads (a check must not fail on it)."""
+    state = read_json(ws / "state.json")
+    name = state.get("template") if isinstance(state, dict) else None
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return load_template(name)
+    except Exception:  # noqa: BLE001 - a moved or broken template only disables this part
+        return None
 
 
 # --- marking ------------------------------------------------------------------------------

@@ -195,15 +195,15 @@ def run(ctx: IdeaContext) -> None:
     session = _session(ctx, "compile")
     try:
         result, turn = _compile(ctx, session, turn, COMPILE_FIX_ROUNDS, "compile fix")
-        report = verify_paper(ctx.path, ctx.path / TEX)
+        report = verify_paper(ctx.path, ctx.path / TEX, spec=ctx.spec)
         first_unmatched = len(report.unmatched)
-        if first_unmatched:
-            ctx.say(STAGE, f"{first_unmatched} of {len(report.results)} claims do not trace to run files; "
-                           "one correction round")
+        if not report.ok:
+            ctx.say(STAGE, f"{first_unmatched} of {len(report.results)} claims do not trace to run files, "
+                           f"{len(report.flagged)} comparisons do not hold; one correction round")
             turn += 1
             _turn(ctx, session, render("writeup_claims", report=report.message()), turn, "claims correction")
             result, turn = _compile(ctx, session, turn, 1, "compile fix after claims")
-            report = verify_paper(ctx.path, ctx.path / TEX)
+            report = verify_paper(ctx.path, ctx.path / TEX, spec=ctx.spec)
     finally:
         session.close()
     published = _publish(ctx, result)
@@ -214,7 +214,7 @@ def run(ctx: IdeaContext) -> None:
                               f"{f', {result.pages} pages' if result.pages else ''}; compile "
                               f"{'clean' if result.clean else 'ok with problems' if result.ok else 'failed'}; "
                               f"claims {len(report.results)}, unmatched {first_unmatched} before correction, "
-                              f"{len(report.unmatched)} after")
+                              f"{len(report.unmatched)} after; comparisons flagged {len(report.flagged)}")
     ctx.say(STAGE, ctx.state.writeup.outcome)
     if not published:
         ctx.state.stages[STAGE] = "failed"
