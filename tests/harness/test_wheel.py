@@ -54,7 +54,7 @@ def test_installed_wheel_runs_the_toy_demo(tmp_path):
                         "--workspace-root", str(out / "ws")],
                        cwd=out, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
-    ws = next((out / "ws").iterdir())
+    ws = next(p for p in (out / "ws").iterdir() if (p / "state.json").is_file())
     assert (ws / "paper.pdf").is_file() and (ws / "latex" / "template.tex").is_file()
     assert (ws / "run_0" / "final_info.json").is_file() and (ws / "run_1" / "final_info.json").is_file()
     # the workspace came from the packaged template, not from the checkout
