@@ -15,7 +15,7 @@ from harness.config import HarnessConfig, field_docs
 from harness.errors import UserError
 
 IDEA_KEYS = ("template", "model", "api_base", "max_runs", "workspace_root", "budget_usd", "budget_tokens",
-             "run_timeout", "stop_after")
+             "run_timeout", "stop_after", "writeup_without_results")
 BATCH_KEYS = ("executor", "ray_address", "agents", "slots", "gpus")
 
 
@@ -42,6 +42,8 @@ def add_idea_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-after", dest="stop_after", metavar="STAGE",
                    help=f"{docs['stop_after']} (default: {d.stop_after})")
     p.add_argument("--run-timeout", dest="run_timeout", metavar="SECONDS", help=docs["run_timeout"])
+    p.add_argument("--writeup-without-results", dest="writeup_without_results", action="store_const", const=True,
+                   help=docs["writeup_without_results"])
 
 
 def add_batch_options(p: argparse.ArgumentParser, title: str) -> None:

@@ -25,7 +25,7 @@ from harness.arguments import (
 from harness.config import HarnessConfig, apply_values, build_config
 from harness.errors import UserError
 from harness.execution.sandbox import make_sandbox
-from harness.ideas import load_idea
+from harness.ideas import check_declared_metric, load_idea
 from harness.progress import run_table
 from harness.records.state import load_state
 from harness.template import load_template
@@ -100,7 +100,10 @@ def run(argv: list[str]) -> int:
         jobs = [(args.resume.resolve(), load_idea(args.resume.resolve() / "idea.json"))]
     else:
         jobs = [(path, load_idea(path)) for path in args.idea]  # every idea is checked before any work
-        load_template(cfg.template).merged_settings(cfg.template_settings)  # a bad setting fails now
+        spec = load_template(cfg.template)
+        spec.merged_settings(cfg.template_settings)  # a bad setting fails now
+        for path, idea in jobs:
+            check_declared_metric(idea, [m.name for m in spec.metrics], str(path))
         make_sandbox(cfg.sandbox, cfg.run_memory_gb, None)  # 'namespace' where bubblewrap cannot run
     choices = [models.resolve(cfg, idea, console) for _, idea in jobs]  # a missing key fails here
 

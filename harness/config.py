@@ -72,6 +72,8 @@ class HarnessConfig:
     """Address-space limit of one experiment or plot process, in GB (none by default)."""
     max_fix_attempts: int = 4
     """Failed runs in a row the agent may try to fix before the experiments stage stops."""
+    writeup_without_results: bool = False
+    """Run the plots and writeup stages even when no experiment run succeeded (normally such an idea ends as failed)."""
     max_idle_turns: int = 3
     """Replies in a row that leave experiment.py unchanged before the stage stops."""
     edit_format: EditFormat = "diff"

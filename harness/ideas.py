@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness.errors import UserError
 
@@ -32,6 +32,10 @@ class Idea:
     abstract: str = ""
     scores: dict[str, float] = field(default_factory=dict)
     novel: bool | None = None
+    primary_metric: str = ""
+    """The headline metric the idea is about, named before any run (a template metric's name)."""
+    expected_direction: Literal["higher", "lower", ""] = ""
+    """Which way the idea expects that metric to move against the baseline."""
     raw: dict[str, Any] = field(default_factory=dict)
     """The file's whole content, written unchanged into the workspace as idea.json."""
 
@@ -74,6 +78,13 @@ def parse_idea(data: Any, source: str) -> Idea:
     novel = data.get("novel")
     if novel is not None and not isinstance(novel, bool):
         raise UserError(f"{source}: field 'novel' must be true or false, got {novel!r:.60}")
+    primary, direction = data.get("Primary_Metric", ""), data.get("Expected_Direction", "")
+    if not isinstance(primary, str):
+        raise UserError(f"{source}: field 'Primary_Metric' must be the name of a template metric, got {primary!r:.60}")
+    if direction not in ("", "higher", "lower"):
+        raise UserError(f"{source}: field 'Expected_Direction' must be higher or lower, got {direction!r:.60}")
+    if direction and not primary:
+        raise UserError(f"{source}: field 'Expected_Direction' needs 'Primary_Metric' (the metric it is about)")
     return Idea(
         name=texts["Name"],
         title=texts["Title"],
@@ -83,8 +94,17 @@ def parse_idea(data: Any, source: str) -> Idea:
         abstract=_text(data.get("Abstract", "")) or "",
         scores=scores,
         novel=novel,
+        primary_metric=primary.strip(),
+        expected_direction=direction,
         raw=data,
     )
+
+
+def check_declared_metric(idea: Idea, metric_names: list[str], source: str) -> None:
+    """A declared primary metric must be one the template reports."""
+    if idea.primary_metric and idea.primary_metric not in metric_names:
+        raise UserError(f"{source}: field 'Primary_Metric' is {idea.primary_metric!r}, which the template does not "
+                        f"report; use one of {', '.join(metric_names)}")
 
 
 def load_idea(path: Path) -> Idea:

@@ -15,7 +15,7 @@ from harness.agent.session import AgentSettings
 from harness.config import HarnessConfig
 from harness.errors import IdeaStopped, UserError
 from harness.execution.process import kill_stale_group
-from harness.ideas import load_idea
+from harness.ideas import check_declared_metric, load_idea
 from harness.progress import Progress
 from harness.records.state import STAGES, State, load_state, save_state
 from harness.stages import baseline, experiments, plots, writeup
@@ -46,6 +46,7 @@ def _logger(ws: Path) -> logging.Logger:
 def new_idea(cfg: HarnessConfig, idea_path: Path, settings: AgentSettings, console: Console) -> IdeaContext:
     idea = load_idea(idea_path)
     spec = load_template(cfg.template)
+    check_declared_metric(idea, [m.name for m in spec.metrics], str(idea_path))
     if not spec.python.exists():
         raise UserError(f"template {spec.name} runs with {spec.python}, which does not exist; run `bash setup.sh` "
                         "first (or set SAE_HARNESS_ENVS to a folder holding <env>/bin/python)")
@@ -92,6 +93,11 @@ def _run_stages(ctx: IdeaContext, stages: list, last: int, t0: float) -> None:
         for name, fn in stages:
             if ctx.state.stage_done(name) or STAGES.index(name) > last:
                 continue
+            if name in ("plots", "writeup") and not ctx.cfg.writeup_without_results:
+                why = experiments.without_results(ctx)
+                if why:
+                    _fail(ctx, why)
+                    return
             ctx.state.stages[name] = "running"
             # a resumed stage may find what a run killed mid-way left (see links.py)
             ctx.record_undone(name, "before the stage", ctx.ws.remove_special_files())
@@ -121,6 +127,12 @@ def _run_stages(ctx: IdeaContext, stages: list, last: int, t0: float) -> None:
         except (OSError, git.GitCommandError) as exc:
             if not disk_full(exc):
                 raise
+
+
+def _fail(ctx: IdeaContext, why: str) -> None:
+    """Final unless the user asks otherwise: --resume with --writeup-without-results goes on."""
+    ctx.state.status, ctx.state.error = "failed", why
+    ctx.say("failed", f"{why}; no plots or paper (--resume {ctx.path} --writeup-without-results writes them anyway)")
 
 
 def _stop(ctx: IdeaContext, why: str) -> None:

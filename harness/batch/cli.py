@@ -26,7 +26,7 @@ from harness.arguments import (
 from harness.batch.slots import slot_devices
 from harness.config import HarnessConfig, apply_values, build_config
 from harness.errors import UserError
-from harness.ideas import load_idea
+from harness.ideas import check_declared_metric, load_idea
 from harness.records.batch import (
     BatchRecord,
     IdeaEntry,
@@ -91,7 +91,10 @@ def _new_record(cfg: HarnessConfig, idea_paths: list[Path]) -> tuple[BatchRecord
             raise UserError(f"{seen[idea.name]} and {path} share the Name '{idea.name}'; give each idea its own Name")
         seen[idea.name] = path
         ideas[idea.name] = IdeaEntry(name=idea.name, title=idea.title, source=str(path.resolve()))
-    load_template(cfg.template).merged_settings(cfg.template_settings)  # a bad setting fails now
+    spec = load_template(cfg.template)
+    spec.merged_settings(cfg.template_settings)  # a bad setting fails now
+    for name, path in seen.items():
+        check_declared_metric(load_idea(path), [m.name for m in spec.metrics], str(path))
     make_sandbox(cfg.sandbox, cfg.run_memory_gb, None)
     for name in ideas:
         idea_config(cfg, name)  # a per-idea script folder must have every idea's script

@@ -43,6 +43,8 @@ class ExperimentsProgress:
     fix_attempts: int = 0
     """Failed attempts at next_run so far."""
     idle_turns: int = 0
+    failed_edit_replies: int = 0
+    """Replies whose edits aider could not apply (a SEARCH block that matched nothing)."""
     next_message: str = ""
     """The exact prompt the next turn sends; kept here so a resumed turn asks the same."""
     turn_in_flight: bool = False

@@ -49,7 +49,12 @@ def _table_for(ctx: IdeaContext, index: int) -> tuple[str, RunSummary]:
 def first_message(ctx: IdeaContext) -> str:
     table, _ = _table_for(ctx, 0)
     return render("experiment_start", idea=ctx.idea, max_runs=ctx.cfg.max_runs, editable=_files(ctx),
-                  description=ctx.spec.description, baseline_table=table)
+                  description=ctx.spec.description, baseline_table=table, declared=declared_metric(ctx))
+
+
+def declared_metric(ctx: IdeaContext):
+    """The template metric the idea named before any run, or None."""
+    return next((m for m in ctx.spec.metrics if m.name == ctx.idea.primary_metric), None)
 
 
 def run(ctx: IdeaContext) -> None:
@@ -72,6 +77,24 @@ def run(ctx: IdeaContext) -> None:
             _turn(ctx, session)
     finally:
         session.close()
+
+
+def without_results(ctx: IdeaContext) -> str:
+    """Why the idea has nothing to write about ('' when some run succeeded): no run after
+    the baseline completed, or every one that did is degenerate. Plots and a paper about
+    nothing cost model calls and would only restate the baseline."""
+    prog = ctx.state.experiments
+    done = [r for r in ctx.state.done_runs() if r.index > 0]
+    if any(not r.degenerate for r in done):
+        return ""
+    if done:
+        flags = "; ".join(f"run_{r.index}: {', '.join(r.degenerate)}" for r in done)
+        return f"no run succeeded: every run was degenerate ({flags})"
+    failed = [r for r in ctx.state.runs.values() if r.index > 0 and r.status == "failed"]
+    if prog.failed_edit_replies and not failed and prog.next_run == 1:
+        return (f"no run succeeded: the agent's edits never applied ({prog.failed_edit_replies} "
+                f"{'reply' if prog.failed_edit_replies == 1 else 'replies'} changed nothing)")
+    return f"no run succeeded: {prog.stop_reason or 'the experiments stage ended without a run'}"
 
 
 def _files(ctx: IdeaContext) -> list[str]:
@@ -121,6 +144,7 @@ def _turn(ctx: IdeaContext, session) -> None:
         return
     if ws.file_hash("experiment.py") == prog.last_run_hash:
         prog.idle_turns += 1
+        prog.failed_edit_replies += result.failed_edits > 0
         if prog.idle_turns >= ctx.cfg.max_idle_turns:
             ctx.save()
             _finish(ctx, f"{prog.idle_turns} replies in a row changed nothing")

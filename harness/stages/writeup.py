@@ -31,6 +31,7 @@ from harness.results.metrics import (
     summarise,
 )
 from harness.stages.context import IdeaContext
+from harness.stages.experiments import declared_metric
 from harness.stages.turns import agent_turn
 from harness.workspace import HARNESS_DIR
 
@@ -95,11 +96,32 @@ def _bib_entries(ws: Path) -> list[tuple[str, str]]:
     return out
 
 
+def _declared(ctx: IdeaContext) -> dict | None:
+    """Whether the expectation the idea declared before any run held: the non-degenerate run
+    that moved the declared metric furthest in the expected direction, against run_0."""
+    m = declared_metric(ctx)
+    if m is None:
+        return None
+    direction = ctx.idea.expected_direction or m.better
+    out = dict(label=m.label, direction=direction, run=None, noise="")
+    runs = ctx.state.done_runs()
+    values = {r.index: summarise(ctx.spec, r.index, read_final_info(ctx.path / r.folder)) for r in runs}
+    base = values[0].values.get(m.name) if 0 in values else None
+    moved = [(s.values[m.name], i) for i, s in values.items()
+             if i > 0 and not s.degenerate and s.values.get(m.name) is not None]
+    if base is None or not moved:
+        return out
+    value, run = (max if direction == "higher" else min)(moved)
+    held = value > base if direction == "higher" else value < base
+    return out | dict(run=run, value=f"{value:.4g}", base=f"{base:.4g}", held=held,
+                      noise="Each run was trained once, so whether the difference exceeds seed noise is not known.")
+
+
 def _context(ctx: IdeaContext) -> dict:
     runs = ctx.state.done_runs()
     table, best = _results_table(ctx)
     return dict(idea=ctx.idea, runs=[f"run_{r.index}" for r in runs], table=table, best=best,
-                figures=_figures(ctx.path), plots_note=ctx.state.plots.outcome)
+                figures=_figures(ctx.path), plots_note=ctx.state.plots.outcome, declared=_declared(ctx))
 
 
 def _turn(ctx: IdeaContext, session, message: str, turn: int, label: str) -> str:

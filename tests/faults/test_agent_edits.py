@@ -168,3 +168,30 @@ def test_every_kind_of_special_file_is_removed_and_tracked_files_restored(tmp_pa
     assert (ws / "experiment.py").read_text() == "print('the code that ran')\n"
     assert outside.read_text() == "precious\n" and os.stat(outside).st_nlink == 1
     assert (ws / "run_1" / "final_info.json").is_file() and find_special(ws) == []
+
+
+@pytest.mark.fault("no run succeeded")
+def test_an_idea_without_a_successful_run_writes_no_paper_unless_asked(harness, intact):
+    # replies that never fit the template (every SEARCH block misses), as a model that
+    # ignores the file's contents writes them: nothing runs, so nothing is written up
+    bad = edit("experiment.py", "    l1_coeff: float = 9.99", "    l1_coeff: float = 0.1")
+    miss = [{"expect": "failed to match", "reply": bad}] * 3
+    llm = harness.serve(["Trying an edit.\n\n" + bad, *miss, {"expect": "could not be applied", "reply": bad}, *miss,
+                         {"expect": "could not be applied", "reply": bad}, *miss,
+                         # what the plots stage would get, only when the user asks for it
+                         {"expect": "Edit `plot.py`", "reply": "plot.py already shows every run; no change."},
+                         {"expect": "metrics_by_run.png", "reply": "The figure shows the baseline only."}])
+    cfg = harness.write_config({"stream": False})
+    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), "--stop-after", "writeup")
+    assert r.returncode == 1, r.stderr
+    state = r.state()
+    assert state["status"] == "failed"
+    assert state["error"] == "no run succeeded: the agent's edits never applied (3 replies changed nothing)"
+    assert state["stages"]["plots"] == "pending" and state["stages"]["writeup"] == "pending"
+    assert llm.remaining == 2 and not (r.workspace / "paper.pdf").exists()  # no model call after the experiments
+    assert "no run succeeded" in r.stdout and "--writeup-without-results" in r.stdout
+    intact(r.workspace)
+
+    again = harness.run("--resume", str(r.workspace), "--writeup-without-results", "--stop-after", "plots")
+    assert again.returncode == 0, again.stderr
+    assert harness.state()["stages"]["plots"] == "done" and llm.remaining == 0

@@ -23,6 +23,9 @@ from tests.support import one_line_error as _one_line_error
     (lambda d: d.update(Name="../../etc"), ["'Name'", "slug"]),
     (lambda d: d.update(Feasibility="high"), ["'Feasibility'", "number"]),
     (lambda d: d.update(novel="yes"), ["'novel'", "true or false"]),
+    (lambda d: d.update(Primary_Metric="l0", Expected_Direction="up"), ["'Expected_Direction'", "higher or lower"]),
+    (lambda d: d.update(Expected_Direction="lower"), ["'Expected_Direction'", "'Primary_Metric'"]),
+    (lambda d: d.update(Primary_Metric="accuracy"), ["'Primary_Metric'", "explained_variance, l0"]),
 ])
 def test_bad_idea_fields(harness, change, words):
     data = dict(IDEA)

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import REPO, edit, l1_edit
+from conftest import IDEA, REPO, edit, l1_edit
 
 TEMPLATE = (REPO / "latex_template" / "template.tex").read_text()
 TEX = "latex/template.tex"
@@ -130,9 +130,17 @@ def _run_writeup(harness, texts: dict[str, str], after: list):
 
 
 def test_runs_become_a_compiled_paper_with_the_figure_and_no_unmatched_claims(harness):
+    # declared before the runs: the first prompt says so, the writeup is told whether it held
+    harness.idea_path.write_text(json.dumps(IDEA | {"Primary_Metric": "l0", "Expected_Direction": "lower"}))
     r, llm = _run_writeup(harness, _good_texts(), [])
     ws = r.workspace
     assert llm.remaining == 0
+    prompts = [c["prompt"] for c in r.chat()]
+    assert "## Declared before the runs\nThe idea is judged on L0 (active latents) (lower is better) and expects " \
+           "it to be lower than the baseline's." in prompts[0]
+    section = next(p for p in prompts if "Now: the title and abstract" in p)
+    assert re.search(r"The run that moved it furthest that way is run_1 \([\d.]+ against the baseline's [\d.]+\): "
+                     r"the expectation held\.", section), section
     assert r.state()["stages"]["writeup"] == "done", r.state()["writeup"]
     pdf = ws / "paper.pdf"
     assert pdf.read_bytes()[:5] == b"%PDF-"
