@@ -50,11 +50,18 @@ class SparseProbingConfig:
 @dataclass
 class AbsorptionConfig:
     enabled: bool = True
-    vocab_size: int = 4000  # whole-word tokens drawn from the tokenizer, 80 % train / 20 % test
+    # whole-word tokens drawn from the tokenizer, 80 % train / 20 % test; 0 = all of them (31,534
+    # for SmolLM2): a sample leaves rare letters (k, q, x, y, z) with a handful of test words
+    vocab_size: int = 0
     max_k_value: int = 10
     f1_jump_threshold: float = 0.03
     min_probe_f1: float = 0.6  # a letter is scored only if the LM's own probe reaches this F1
+    min_letters: int = 20  # fewer scored letters than this: no score (sae_bench's own minimum)
     k_sparse_probe_num_epochs: int = 50
+    # the L1 probe that picks each letter's main latents takes this many Adam steps per epoch (its
+    # batch is the training split divided by it): sae_bench's fixed batch of 4,096 made a 3,200-word
+    # split one step per epoch, 50 steps in all, and its picks near random
+    k_sparse_probe_steps_per_epoch: int = 10
 
 
 @dataclass
@@ -95,6 +102,14 @@ class ExperimentConfig:
             raise ValueError(f"{CONFIG_NAME}: hook_layer must be >= 0, got {self.hook_layer}")
         if self.context_length < 8:
             raise ValueError(f"{CONFIG_NAME}: context_length must be >= 8, got {self.context_length}")
+        a = self.absorption
+        if a.vocab_size < 0 or a.min_letters < 1 or a.k_sparse_probe_steps_per_epoch < 1:
+            raise ValueError(
+                f"{CONFIG_NAME}: absorption.vocab_size must be >= 0 (0 = whole vocabulary), "
+                "min_letters and k_sparse_probe_steps_per_epoch >= 1"
+            )
+        if a.min_letters > 26:
+            raise ValueError(f"{CONFIG_NAME}: absorption.min_letters is {a.min_letters}, but there are 26 letters")
         for name in ("llm_dtype", "activation_dtype"):
             if getattr(self, name) not in ("float32", "float16", "bfloat16"):
                 raise ValueError(f"{CONFIG_NAME}: {name} must be float32, float16 or bfloat16")

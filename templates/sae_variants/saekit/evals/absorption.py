@@ -2,14 +2,23 @@
 
 sae_bench's `run_eval` loads its model from the hub, runs the full model over the whole
 vocabulary (~2.5 h on 2 cores for SmolLM2) and writes into site-packages. Here the same functions
-are called directly, with three changes of setting, not of method:
+are called directly, with these changes of setting, not of method:
 
-- the vocabulary is a seeded sample of the tokenizer's whole-word tokens (a leading space, then
-  letters only), sorted first because the tokenizer's own order changes from process to process;
+- the vocabulary is the tokenizer's whole-word tokens (a leading space, then at least two
+  letters only), or a seeded sample of them, sorted first because the tokenizer's own order
+  changes from process to process;
 - the model only runs up to the hook layer (`HookModel`): nothing after it is read;
 - the activations of the prompts used to score absorption depend on the prompts alone, so they
   are memoised by prompt text in the cache; prompts are rebuilt identically in every run because
-  the random state is reseeded first.
+  the random state is reseeded first;
+- the k-sparse probe's batch is the training split over `k_sparse_probe_steps_per_epoch`, not a
+  fixed 4,096 (which left a 3,200-word split one Adam step per epoch);
+- fewer than `min_letters` letters whose LM probe passes `min_probe_f1`: no score (NaN, and
+  `not_scored` says why), where sae_bench would average whatever letters there are.
+
+sae_bench projects the raw activation, mean included, on each letter's probe. On SmolLM2 layer 3
+the mean projects at -6 to -10 on every probe, which moves words toward "absorbed" whenever the
+main latent is silent; the score is still reported exactly as sae_bench defines it.
 
 Everything that depends on the SAE (k-sparse probes on its latents, feature splits, absorption
 fractions) is recomputed every run.
@@ -17,8 +26,10 @@ fractions) is recomputed every run.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -37,6 +48,7 @@ from ..timing import LM_FORWARD
 PROMPT_TEMPLATE = "{word} has the first letter:"
 PROMPT_TOKEN_POS = -6  # the word's position in the template above
 MEMO_FILE = "prompt_acts.pt"
+ICL_EXAMPLES = 10  # in-context examples per scoring prompt, as in sae_bench
 
 
 class HookModel:
@@ -72,7 +84,8 @@ class HookModel:
         if missing:
             acts = self._forward(missing)
             for p, a in zip(missing, acts):
-                self.memo[p] = a[self.keep_pos].cpu()
+                # a view would keep the whole [batch, tokens, d] tensor alive in the memo file
+                self.memo[p] = a[self.keep_pos].detach().cpu().clone()
             self.added += len(missing)
         length = self._lm.model.to_tokens(prompts[:1]).shape[1]
         out = torch.full((len(prompts), length, self._lm.d_model), float("nan"))
@@ -81,11 +94,14 @@ class HookModel:
 
 
 def whole_word_vocab(tokenizer, size: int, seed: int, per_letter: int = 10) -> list[str]:
-    """A seeded sample of whole-word tokens with at least `per_letter` words for every first letter
-    the tokenizer has: sae_bench's probes need every letter in the training split."""
+    """Every whole-word token (size 0), or a seeded sample of `size` of them with at least
+    `per_letter` words for every first letter the tokenizer has: sae_bench's probes need every
+    letter in the training split."""
     from sae_bench.evals.absorption.vocab import get_alpha_tokens
 
     words = sorted(w for w in get_alpha_tokens(tokenizer) if w.startswith(" ") and len(w) >= 3)
+    if size == 0 or size >= len(words):
+        return words
     rng = random.Random(seed)
     by_letter: dict[str, list[str]] = {}
     for w in words:
@@ -94,6 +110,14 @@ def whole_word_vocab(tokenizer, size: int, seed: int, per_letter: int = 10) -> l
     rest = [w for w in words if w not in chosen]
     chosen |= set(rng.sample(rest, max(0, min(size - len(chosen), len(rest)))))
     return sorted(chosen)
+
+
+# Settings that only change how each run scores its SAE, not the cached LM probe and prompt
+# activations: every other absorption setting must be part of absorption_key.
+SCORING_ONLY = frozenset({
+    "enabled", "max_k_value", "f1_jump_threshold", "min_probe_f1", "min_letters",
+    "k_sparse_probe_num_epochs", "k_sparse_probe_steps_per_epoch",
+})
 
 
 def absorption_key(cfg: ExperimentConfig) -> dict:
@@ -105,8 +129,9 @@ def absorption_key(cfg: ExperimentConfig) -> dict:
         "llm_dtype": cfg.llm_dtype,
         "vocab_size": a.vocab_size,
         "template": PROMPT_TEMPLATE,
+        "icl_examples": ICL_EXAMPLES,
         "seed": cfg.seed,
-        "format": 2,
+        "format": 3,  # 3: vocab_size 0 means the whole vocabulary; memo entries are compact
     }
 
 
@@ -152,7 +177,18 @@ def _save_memo(probe_dir: Path, memo: dict[str, torch.Tensor]) -> None:
     tmp.replace(probe_dir / MEMO_FILE)  # atomic: a concurrent reader sees the old or the new file
 
 
-def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir: Path) -> dict:
+def k_sparse_probe_batch_size(probe_dir: Path, model_name: str, layer: int, steps_per_epoch: int) -> int:
+    """The training split (as the LM probe's build stored it) divided into `steps_per_epoch` batches."""
+    import numpy as np
+
+    with np.load(probe_dir / model_name / f"layer_{layer}" / "data.npz") as data:
+        n_train = len(data["y_train"])
+    return max(1, math.ceil(n_train / steps_per_epoch))
+
+
+def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir: Path, probe_seed: int | None = None) -> dict:
+    """`probe_seed` (default: the config's seed) seeds the k-sparse probes only: rerunning with
+    other seeds measures the metric's noise. The scoring prompts always follow the config's seed."""
     from sae_bench.evals.absorption import feature_absorption as fa
     from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
     from sae_bench.evals.absorption.eval_output import (
@@ -174,8 +210,10 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
     memo = _load_memo(probe_dir)
     model = HookModel(lm, memo)
     sae_name = "custom_sae"
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    batch_size = k_sparse_probe_batch_size(probe_dir, model.cfg.model_name, lm.hook_layer, a.k_sparse_probe_steps_per_epoch)
+    probe_seed = cfg.seed if probe_seed is None else probe_seed
+    random.seed(probe_seed)
+    torch.manual_seed(probe_seed)
     with tempfile.TemporaryDirectory(prefix="absorption-") as tmp, warnings.catch_warnings():
         # letters with no test word make sklearn warn that F1 / AUC are undefined; those letters
         # are then not scored (probe F1 0), as in sae_bench
@@ -195,6 +233,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
             force=True,
             f1_jump_threshold=a.f1_jump_threshold,
             k_sparse_probe_num_epochs=a.k_sparse_probe_num_epochs,
+            k_sparse_probe_batch_size=batch_size,
             precalc_k_sparse_probe_sae_acts=True,
             verbose=False,
         )
@@ -202,7 +241,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         calculator = FeatureAbsorptionCalculator(
             model=model,
             icl_word_list=whole_word_vocab(lm.tokenizer, a.vocab_size, cfg.seed),
-            max_icl_examples=10,
+            max_icl_examples=ICL_EXAMPLES,
             base_template=PROMPT_TEMPLATE,
             answer_formatter=first_letter_formatter(),
             word_token_pos=PROMPT_TOKEN_POS,
@@ -228,6 +267,14 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         _save_memo(probe_dir, memo)
 
     qualified = set(metrics_df.loc[metrics_df["f1_probe"] > a.min_probe_f1, "letter"])
+    not_scored = None
+    if len(qualified) < a.min_letters:
+        not_scored = (
+            f"only {len(qualified)} letters have an LM probe F1 above {a.min_probe_f1} "
+            f"(at least min_letters = {a.min_letters} needed): absorption is not scored"
+        )
+        print(f"absorption: {not_scored}", file=sys.__stderr__, flush=True)
+        qualified = set()
     agg = _aggregate_results_df(raw_df)
     details, fractions, full_rates, splits = [], [], [], []
     for _, row in agg[agg["letter"].isin(qualified)].iterrows():
@@ -244,7 +291,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
                 num_split_features=int(row["num_split_feats"]),
             )
         )
-    def mean(xs):  # a run whose LM probe passes no letter gets NaN, flagged by the harness
+    def mean(xs):  # an unscored run gets NaN, which the harness flags
         return statistics.mean(xs) if xs else float("nan")
 
     def stdev(xs):
@@ -260,6 +307,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
             prompt_template=PROMPT_TEMPLATE,
             prompt_token_pos=PROMPT_TOKEN_POS,
             llm_batch_size=32,
+            k_sparse_probe_batch_size=batch_size,
             llm_dtype=cfg.llm_dtype,
             k_sparse_probe_num_epochs=a.k_sparse_probe_num_epochs,
             min_GT_probe_f1=a.min_probe_f1,
@@ -281,8 +329,15 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         eval_result_unstructured={
             "num_letters_scored": len(fractions),
             "letters_scored": sorted(qualified),
-            "vocab_size": a.vocab_size,
-            "note": "letters whose LM probe F1 is at most min_GT_probe_f1 are not scored (sae_bench: at least 20 needed)",
+            "not_scored": not_scored,
+            "vocab_words": len(calculator.icl_word_list),
+            "k_sparse_probe_batch_size": batch_size,
+            "probe_seed": probe_seed,
+            "note": (
+                f"letters whose LM probe F1 is at most min_GT_probe_f1 are not scored; fewer than "
+                f"{a.min_letters} scored letters give no score. The probe projection includes the "
+                "activation mean, as in sae_bench."
+            ),
         },
         sae_bench_commit_hash=get_sae_bench_version(),
         sae_lens_id=sae_name,
