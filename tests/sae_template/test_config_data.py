@@ -109,11 +109,11 @@ def test_labelled_sets_have_real_distinct_texts(name):
 def test_missing_word_list_names_the_package(monkeypatch):
     monkeypatch.setitem(labelled.WORD_LISTS, "german", ("/nonexistent/ngerman", "wngerman"))
     with pytest.raises(FileNotFoundError, match="wngerman"):
-        labelled.word_language_texts(seed=0, n_texts=4)
+        labelled.word_language_texts(seed=0, n=4)
 
 
 def test_code_language_labels_come_from_the_file_type():
-    texts = labelled.code_language_texts()
+    texts = labelled.code_language_texts(seed=0, n=0)
     assert any(line.startswith("#include") for line in texts["cpp"])
     assert any(line.startswith(("cdef ", "cpdef ")) for line in texts["cython"])
     assert any("<-" in line for line in texts["r"])

@@ -39,10 +39,10 @@ class CoreEvalConfig:
 class SparseProbingConfig:
     enabled: bool = True
     datasets: list[str] = field(
-        default_factory=lambda: ["code_language", "docstring_package", "word_language"]
+        default_factory=lambda: ["text_kind", "word_language", "numerals"]
     )
-    train_per_class: int = 240
-    test_per_class: int = 60
+    train_per_class: int = 200
+    test_per_class: int = 200
     max_tokens: int = 32  # per text, BOS included
     k_values: list[int] = field(default_factory=lambda: [1, 2, 5, 10, 20, 50])
 

@@ -9,6 +9,7 @@ get_sae_meaned_activations) and trains the SAE probes (sae_bench's train_probe_o
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -22,6 +23,19 @@ from ..activations import hook_activations
 from ..config import ExperimentConfig
 from ..lm import LanguageModel
 from ..logs import into_log
+
+
+def probe_stderr(accuracies: dict[str, float], n_test: int) -> float:
+    """Standard error of the mean of one dataset's per-probe accuracies, each measured on n_test
+    held-out texts: sqrt(sum_p a_p (1 - a_p) / n_test) / P. The test texts are the sampled units
+    (binomial per probe, probes independent); the probes themselves are fixed by the task set."""
+    accs = list(accuracies.values())
+    return math.sqrt(sum(a * (1 - a) / n_test for a in accs)) / len(accs)
+
+
+def mean_stderr(stderrs: list[float]) -> float:
+    """Standard error of a mean of independent means (sae_bench averages the datasets' means)."""
+    return math.sqrt(sum(s * s for s in stderrs)) / len(stderrs)
 
 
 def dataset_key(cfg: ExperimentConfig, name: str) -> dict:
@@ -159,6 +173,10 @@ def run_sparse_probing_eval(sae, cfg: ExperimentConfig, dirs: dict[str, Path]) -
         per_class_all[f"{name}_results"] = per_class
         dataset_results[f"{name}_results"] = {key: sum(v.values()) / len(v) for key, v in per_class.items()}
     averaged = average_results_dictionaries(dataset_results, list(dirs))
+    n_test = 2 * sp.test_per_class  # each probe's test set: a class's test texts and as many others
+    dataset_stderrs = {name: {f"{key}_stderr": probe_stderr(v, n_test) for key, v in per_class.items()}
+                       for name, per_class in per_class_all.items()}
+    stderrs = {key: mean_stderr([d[key] for d in dataset_stderrs.values()]) for key in next(iter(dataset_stderrs.values()))}
     eval_cfg = SparseProbingEvalConfig(
         random_seed=cfg.seed,
         dataset_names=list(dirs),
@@ -192,4 +210,11 @@ def run_sparse_probing_eval(sae, cfg: ExperimentConfig, dirs: dict[str, Path]) -
         sae_lens_version=get_sae_lens_version(),
         sae_cfg_dict=sae.cfg.to_dict(),
     )
-    return asdict(output)
+    result = asdict(output)
+    # beside sae_bench's keys (its dataclasses have no field for them): the standard error of each
+    # mean accuracy, so that a difference between two runs can be weighed against it
+    for group in ("llm", "sae"):
+        result["eval_result_metrics"][group].update({k: v for k, v in stderrs.items() if k.startswith(group)})
+    for detail in result["eval_result_details"]:
+        detail.update(dataset_stderrs[detail["dataset_name"]])
+    return result
