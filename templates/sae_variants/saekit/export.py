@@ -145,7 +145,7 @@ def save_saelens(sae, folder: str | Path, bench) -> SaeLensExport | None:
     weights = saelens_weights(sae)
     x = bench.train_acts[:CHECK_TOKENS].float()
     with torch.no_grad():
-        ours = sae(x.to(sae.W_enc.device)).float().cpu()
+        ours = sae(x.to(sae.W_enc.device, sae.W_enc.dtype)).float().cpu()
         theirs = saelens_forward({n: w.float() for n, w in weights.items()}, architecture, getattr(sae, "k", None), x)
     err, top = (theirs - ours).abs().amax(-1), x.abs().max().item()
     disagreeing = int((err > CHECK_RTOL * top).sum())
