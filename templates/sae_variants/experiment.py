@@ -252,6 +252,7 @@ def main(out_dir: str) -> None:
     batches = saekit.ActivationBatches(bench.train_acts, tc.batch_size, tc.seed, device=bench.cfg.device)
     n_steps = max(1, int(tc.epochs * len(batches) / tc.batch_size))
     training = train(sae, batches, tc, n_steps)
+    saekit.save_saelens(sae, out / "sae", bench)  # SAELens's layout: sae_lens.SAE.load_from_disk(out / "sae")
 
     sections, seconds_eval = saekit.evaluate(sae, bench, out)
     if tc.save_weights:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -102,6 +103,33 @@ def test_warm_run_reads_everything_from_the_cache(runs):
     for key in ("explained_variance", "mse"):
         assert warm["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key] == pytest.approx(
             cold["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key], rel=1e-5)
+
+
+def test_each_run_saves_its_sae_for_sae_lens_and_it_scores_what_the_run_reported(workspace, runs, monkeypatch):
+    """run_i/sae/, as the run wrote it, loaded by sae_lens itself: the same explained variance on
+    the same eval tokens as the run's own core eval."""
+    from sae_lens import SAE, TopKSAE
+
+    from saekit.activations import core_eval_data
+    from saekit.config import load_config
+    from saekit.evals.core import _extra_reconstruction_metrics
+
+    ws, cache = workspace
+    monkeypatch.setenv("SAE_HARNESS_CACHE", str(cache))
+    cfg = load_config(ws / "experiment_config.yaml")
+    data = core_eval_data(cfg, lm=None)  # cached by the runs: no model needed
+    n_rows = cfg.core.batch_size_prompts * cfg.core.n_eval_sparsity_variance_batches
+    for name, info in zip(("run_0", "run_1"), runs):
+        folder = ws / name / "sae"
+        assert sorted(p.name for p in folder.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
+        sae = SAE.load_from_disk(folder)
+        assert isinstance(sae, TopKSAE) and sae.cfg.k == 32 and sae.cfg.d_sae == 4 * 576
+        meta = sae.cfg.metadata
+        assert meta.export_check["matches"] and meta.hook_name == "blocks.3.hook_resid_post"
+        lm = SimpleNamespace(special_ids=frozenset(meta.exclude_special_tokens))
+        ev = _extra_reconstruction_metrics(sae, lm, data, n_rows)["explained_variance"]
+        reported = info["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"]["explained_variance"]
+        assert ev == pytest.approx(reported, abs=1e-5)
 
 
 def test_random_decoder_on_real_activations_is_worse_than_the_mean(workspace, runs, monkeypatch):

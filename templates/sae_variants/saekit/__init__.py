@@ -3,6 +3,7 @@
     bench = saekit.prepare()                      # LM, cached activations, eval data
     batches = saekit.ActivationBatches(bench.train_acts, batch_size, seed)
     sections, seconds = saekit.evaluate(sae, bench, out_dir)
+    saekit.save_saelens(sae, out_dir / "sae", bench)   # cfg.json + safetensors, as sae_lens loads
 
 `prepare` loads the configured language model and reads everything that does not depend on the
 SAE from the cache under $SAE_HARNESS_CACHE (default ~/.cache/sae_harness/activations), building
@@ -33,6 +34,7 @@ import torch  # noqa: E402
 from .activations import ActivationBatches, CoreEvalData, core_eval_data, train_activations  # noqa: E402
 from .config import ExperimentConfig, cache_root, load_config  # noqa: E402
 from .evals import evaluate, prepare_absorption, prepare_sparse_probing  # noqa: E402
+from .export import SaeLensExport, save_saelens  # noqa: E402
 from .lm import LanguageModel, load_language_model  # noqa: E402
 from .timing import LM_FORWARD  # noqa: E402
 
@@ -45,6 +47,8 @@ __all__ = [
     "evaluate",
     "load_config",
     "prepare",
+    "SaeLensExport",
+    "save_saelens",
 ]
 
 
