@@ -83,7 +83,8 @@ def saelens_weights(sae) -> dict[str, torch.Tensor]:
         }
 
 
-def saelens_forward(weights: dict[str, torch.Tensor], architecture: str, k: int | None, x: torch.Tensor) -> torch.Tensor:
+def saelens_forward(weights: dict[str, torch.Tensor], architecture: str, k: int | None,
+                    x: torch.Tensor) -> torch.Tensor:
     """What SAELens's TopKSAE / StandardSAE compute with apply_b_dec_to_input and no
     normalisation; the tests hold this against sae_lens itself."""
     pre = (x - weights["b_dec"]) @ weights["W_enc"] + weights["b_enc"]
