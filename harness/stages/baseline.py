@@ -60,8 +60,9 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
         if set_aside(ctx.path, 0, "interrupted"):  # a harness killed while run_0 ran
             ctx.say("baseline", "run_0 was interrupted by a harness restart; kept for review, running it again")
         ctx.say("baseline", f"computing run_0 (cached afterwards; timeout {ctx.run_timeout} s)")
+        # run_0 is the unmodified template: the one run trusted to build the shared cache
         outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head(), sandbox=ctx.sandbox,
-                                 on_start=ctx.child_started, slots=ctx.slots)
+                                 on_start=ctx.child_started, slots=ctx.slots, cache_writable=True)
         ctx.child_started(None)
         ctx.record_undone("baseline", "run_0", outcome.removed)
         if not outcome.ok:
