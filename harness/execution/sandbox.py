@@ -146,11 +146,15 @@ class Sandbox:
         return out
 
     def env(self, cwd: Path) -> dict[str, str]:
-        """Variables every sandboxed process gets (at both levels: a run behaves the same)."""
+        """Variables a sandboxed process gets. The process level keeps the user's HOME: it
+        hides nothing anyway, and a private HOME there would only make each idea download
+        again what the user's caches (Hugging Face, pip) already hold."""
         s = self.scratch(cwd)
-        return {"HOME": str(s["home"]), "TMPDIR": str(s["tmp"]), "XDG_CACHE_HOME": str(s["cache"]),
-                "MPLCONFIGDIR": str(s["cache"] / "matplotlib"), "HARNESS_SCRATCH_CACHE": str(s["cache"]),
-                **dict(self.cache_vars)}
+        env = {"HARNESS_SCRATCH_CACHE": str(s["cache"]), **dict(self.cache_vars)}
+        if self.level == "namespace":
+            env |= {"HOME": str(s["home"]), "TMPDIR": str(s["tmp"]), "XDG_CACHE_HOME": str(s["cache"]),
+                    "MPLCONFIGDIR": str(s["cache"] / "matplotlib")}
+        return env
 
     def wrap(self, command: list[str], cwd: Path, cache_writable: bool = False,
              readable: tuple[Path, ...] = (), hide: tuple[Path, ...] = (),
