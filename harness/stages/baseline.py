@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from harness.agent.masking import mask_secrets
 from harness.errors import IdeaStopped
 from harness.execution.runs import run_experiment, set_aside
 from harness.records.run_meta import RunMeta, read_meta, write_meta
@@ -68,7 +69,7 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
         if not outcome.ok:
             ctx.ws.commit(f"[baseline] run_0 failed: {outcome.error}")
             raise IdeaStopped(f"the baseline run_0 failed ({outcome.error}); the template itself is broken, "
-                              f"see {run_dir}/stderr.log:\n{outcome.stderr_tail()[-600:]}")
+                              f"see {run_dir}/stderr.log:\n{mask_secrets(outcome.stderr_tail()).text[-600:]}")
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=cached.parent))
         shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
