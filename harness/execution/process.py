@@ -239,6 +239,8 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
                 escaped = kill_tree(pgid, since, known)
                 proc.wait()
                 _LIVE_GROUPS.discard(pgid)
+                if sandbox:
+                    sandbox.clean(cwd)
             if escaped:
                 err.write(f"\n[harness] killed {escaped} process(es) the run left running outside its "
                           f"process group\n".encode())

@@ -145,6 +145,13 @@ class Sandbox:
             p.mkdir(parents=True, exist_ok=True)
         return out
 
+    def clean(self, cwd: Path) -> None:
+        """After a run: its HOME and TMPDIR go (links or sockets left there would otherwise be
+        reported as the run's special files, and a large temp file would linger)."""
+        base = cwd.resolve() / SCRATCH
+        for name in ("home", "tmp"):
+            shutil.rmtree(base / name, ignore_errors=True)
+
     def env(self, cwd: Path) -> dict[str, str]:
         """Variables a sandboxed process gets. The process level keeps the user's HOME: it
         hides nothing anyway, and a private HOME there would only make each idea download
