@@ -60,7 +60,8 @@ def main() -> int:
         code = (f"import sys, time; sys.path.insert(0, {str(ROOT / 'templates' / 'sae_variants')!r})\n"
                 "from pathlib import Path\nfrom saekit import cache\n"
                 f"root = Path({str(cache)!r})\n"
-                f"e = cache.cached_dir('big', {{'n': 1}}, lambda out: (out / 'acts.pt').write_bytes(b'\\1' * {args.check_mb} * 2**20), root)\n"
+                f"size = {args.check_mb} * 2**20\n"
+                "e = cache.cached_dir('big', {'n': 1}, lambda o: (o / 'acts.pt').write_bytes(b'\\1' * size), root)\n"
                 "t = time.perf_counter(); assert cache.check(e, {'n': 1}) is None\n"
                 f"print(f'cache check of {args.check_mb} MB: {{time.perf_counter() - t:.2f}} s')\n")
         subprocess.run([python, "-c", code], check=True)

@@ -204,7 +204,8 @@ def load_template(name_or_path: str) -> TemplateSpec:
             raise UserError(f"{src}: degenerate[{i}] needs a metric from 'metrics' and an op in {', '.join(_OPS)}")
         rules.append(DegenerateRule(r["metric"], r["op"], float(r["value"]), str(r.get("reason", ""))))
     known_keys = {"name", "description", "python_env", "run_timeout", "editable", "protected",
-                  "baseline_inputs", "metrics", "degenerate", "settings_file", "cache_env", "cache_dir"}
+                  "baseline_inputs", "metrics", "degenerate", "settings_file", "cache_env",
+                  "cache_dir"}
     timeout = data.get("run_timeout", 1800)
     if not isinstance(timeout, int) or timeout <= 0:
         raise UserError(f"{src}: 'run_timeout' must be a positive whole number of seconds")

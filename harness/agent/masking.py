@@ -24,7 +24,8 @@ MIN_VALUE = 8
 # Formats that identify a secret without knowing its value. Each is specific enough that
 # ordinary experiment output (numbers, paths, hashes of commits) does not match.
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(rx)) for name, rx in (
-    ("private key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)"),
+    ("private key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+                    r"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)"),
     ("Anthropic key", r"\bsk-ant-[A-Za-z0-9_\-]{16,}"),
     ("OpenAI-style key", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}"),
     ("AWS access key id", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),
@@ -77,4 +78,3 @@ def mask_secrets(text: str, extra: tuple[str, ...] = ()) -> Masked:
             return keep + _placeholder(kind)
         text = rx.sub(sub, text)
     return Masked(text, sum(kinds.values()), kinds)
-

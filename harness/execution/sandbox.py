@@ -7,10 +7,9 @@ Two levels, the better one chosen when it works on this machine:
              cache folder, a private HOME and TMPDIR). The user's home, other workspaces,
              the project's own checkout and every other file are absent, not merely
              read-only. The workspace is writable except its .git and .harness/ (the saved
-             chats); the template's cache
-             is read-only except while the harness builds it (the baseline's run_0). No
-             network, its own PID namespace, no capabilities: root or not, the same view.
-             Plus the process level.
+             chats); the template's cache is read-only except while the harness builds it
+             (the baseline's run_0). No network, its own PID namespace, no capabilities:
+             root or not, the same view. Plus the process level.
   process    own process group and the harness as child subreaper (so a run's descendants
              are found and killed even after setsid() or a double fork), rlimits on memory
              and CPU time, an environment without credentials. It does NOT isolate files or

@@ -248,4 +248,3 @@ def test_tex_cage_keeps_the_workspace_table_and_figures(tmp_path):
     res = compile_pdf(ws / "latex" / "paper.tex", timeout_s=120, level="namespace")
     assert res.ok, res.errors
     assert "Table 0.93 here." in pdf_text(res.pdf)
-

@@ -7,7 +7,8 @@ import pytest
 from harness.agent.masking import environment_secrets, mask_secrets
 
 FORMATS = {
-    "private key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----",
+    "private key": ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n"
+                    "-----END OPENSSH PRIVATE KEY-----"),
     "Anthropic key": "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz012345",
     "OpenAI-style key": "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz012345",
     "AWS access key id": "AKIAIOSFODNN7EXAMPLE",
