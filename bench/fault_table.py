@@ -13,10 +13,16 @@ changed afterwards). Columns:
     survived   of those, tests that passed: the harness did what it must
     data lost  problems the integrity check counted; '-' where the fault is caught
                before any workspace exists (bad idea or config), so nothing could be lost
+
+A second table comes from the isolation probe (tests/faults/test_isolation_probe.py): per
+target (a home dot-file, another workspace, the project's .git, /etc/shadow, /root, the
+shared cache, the network, a setsid child, a paper's \\input of an outside file) and per
+sandbox level, how many probes tried it, how many were blocked and how many leaked.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -45,6 +51,7 @@ class Tally:
         self.outcome: dict[str, str] = {}
         self.lost: dict[str, int] = {}
         self.reason: dict[str, str] = {}
+        self.isolation: dict[str, dict] = {}
 
     def pytest_collection_modifyitems(self, items):
         for item in items:
@@ -64,6 +71,19 @@ class Tally:
         values = [v for k, v in report.user_properties if k == "data_lost"]
         if values:
             self.lost[report.nodeid] = sum(values)
+        for k, v in report.user_properties:
+            if k == "isolation":
+                self.isolation[report.nodeid] = json.loads(v)
+
+    def isolation_rows(self) -> dict[str, dict[str, list[int]]]:
+        """target -> level -> [tried, blocked, leaked]"""
+        out: dict[str, dict[str, list[int]]] = {}
+        for probe in self.isolation.values():
+            for target, verdict in probe["rows"].items():
+                cell = out.setdefault(target, {}).setdefault(probe["level"], [0, 0, 0])
+                cell[0] += 1
+                cell[1 if verdict == "blocked" else 2] += 1
+        return out
 
     def rows(self) -> dict[str, Row]:
         out: dict[str, Row] = {}
@@ -104,12 +124,32 @@ def print_table(rows: dict[str, Row], seconds: float) -> None:
             print(f"skipped       {fault}: {line}")
 
 
+def print_isolation(rows: dict[str, dict[str, list[int]]]) -> None:
+    if not rows:
+        return
+    levels = ("namespace", "process")
+    width = max(len(k) for k in [*rows, "isolation probe"])
+    print(f"\n{'':<{width}} | {'namespace level':^25} | {'process level':^25}")
+    print(f"{'isolation probe':<{width}} | " + " | ".join(f"{'tried':>7} {'blocked':>8} {'leaked':>8}" for _ in levels))
+    print(f"{'-' * width}-|-" + "-|-".join("-" * 25 for _ in levels))
+    for target, by_level in rows.items():
+        cells = []
+        for lvl in levels:
+            t, b, lk = by_level.get(lvl, [0, 0, 0])
+            cells.append(f"{t:>7} {b:>8} {lk:>8}" if t else f"{'not tried':>25}")
+        print(f"{target:<{width}} | " + " | ".join(cells))
+    leaked = sum(c[2] for r in rows.values() for lvl, c in r.items() if lvl == "namespace")
+    cannot = [t for t, r in rows.items() if r.get("process", [0, 0, 0])[2]]
+    print(f"\nnamespace level: {leaked} leaked. The process level cannot stop: {', '.join(cannot) or 'nothing tried'}")
+
+
 def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     tally = Tally()
     t0 = time.monotonic()
     code = pytest.main(["tests/faults", "-q", "-p", "no:cacheprovider", *argv], plugins=[tally])
     print_table(tally.rows(), time.monotonic() - t0)
+    print_isolation(tally.isolation_rows())
     return int(code)
 
 

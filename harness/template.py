@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -88,12 +89,26 @@ class TemplateSpec:
     metrics: tuple[Metric, ...]
     degenerate: tuple[DegenerateRule, ...]
     cache_env: tuple[str, ...] = ()
-    """Environment variables that may point a run's cache outside ~/.cache; the namespace
-    sandbox keeps those folders writable."""
+    """Environment variables that may point the template's cache elsewhere; the first one set
+    (as the harness sees it) wins over cache_dir, and runs are told the folder through the
+    first of them."""
+    cache_dir: str | None = None
+    """The template's shared cache folder by default (~ is the user's home as the harness sees
+    it). Read-only to experiment and plot runs; writable while run_0 builds it."""
     settings_file: str | None = None
     """A YAML file of the template's own settings that the harness config may override
     (`template_settings`) in each new workspace, e.g. a smaller model or fewer tokens."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def cache_folder(self) -> Path | None:
+        for var in self.cache_env:
+            if os.environ.get(var):
+                return Path(os.environ[var]).expanduser().resolve()
+        return Path(self.cache_dir).expanduser().resolve() if self.cache_dir else None
+
+    def cache_vars(self) -> tuple[tuple[str, str], ...]:
+        folder = self.cache_folder()
+        return ((self.cache_env[0], str(folder)),) if folder and self.cache_env else ()
 
     @property
     def python(self) -> Path:
@@ -189,7 +204,8 @@ def load_template(name_or_path: str) -> TemplateSpec:
             raise UserError(f"{src}: degenerate[{i}] needs a metric from 'metrics' and an op in {', '.join(_OPS)}")
         rules.append(DegenerateRule(r["metric"], r["op"], float(r["value"]), str(r.get("reason", ""))))
     known_keys = {"name", "description", "python_env", "run_timeout", "editable", "protected",
-                  "baseline_inputs", "metrics", "degenerate", "settings_file", "cache_env"}
+                  "baseline_inputs", "metrics", "degenerate", "settings_file", "cache_env",
+                  "cache_dir"}
     timeout = data.get("run_timeout", 1800)
     if not isinstance(timeout, int) or timeout <= 0:
         raise UserError(f"{src}: 'run_timeout' must be a positive whole number of seconds")
@@ -206,5 +222,6 @@ def load_template(name_or_path: str) -> TemplateSpec:
         degenerate=tuple(rules),
         settings_file=str(data["settings_file"]) if data.get("settings_file") else None,
         cache_env=_str_list(data, "cache_env", src),
+        cache_dir=str(data["cache_dir"]) if data.get("cache_dir") else None,
         extra={k: v for k, v in data.items() if k not in known_keys},
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import time
@@ -39,6 +40,7 @@ from tenacity import (  # noqa: E402
 
 from harness.agent.chatlog import CHAT_LOG, read_totals  # noqa: E402
 from harness.agent.edit_guard import guard_edits  # noqa: E402
+from harness.agent.masking import mask_secrets  # noqa: E402
 from harness.errors import IdeaStopped, UserError  # noqa: E402
 from harness.records.files import write_json
 
@@ -236,6 +238,7 @@ class ChatSession:
         self._call_started = 0.0
         self._pending: list[CallRecord] = []
         self._turn, self._attempt, self._prompt, self._request = 0, 0, "", ""
+        self._own_secrets = tuple(x for x in (agent.settings.api_key,) if x)
         self._wrap_model_calls()
 
     def _wrap_model_calls(self) -> None:
@@ -244,6 +247,11 @@ class ChatSession:
         send, account = model.send_completion, coder.calculate_and_show_tokens_and_cost
 
         def send_completion(*args, **kwargs):
+            # the one door to the provider: every message, files aider added included
+            if args:
+                args = (self._masked(args[0]), *args[1:])
+            elif "messages" in kwargs:
+                kwargs["messages"] = self._masked(kwargs["messages"])
             if threading.get_ident() == self._main_thread:
                 self._call_started = time.monotonic()
                 messages = args[0] if args else kwargs.get("messages", [])
@@ -267,6 +275,23 @@ class ChatSession:
         model.send_completion = send_completion
         coder.calculate_and_show_tokens_and_cost = calculate_and_show_tokens_and_cost
 
+    def _masked(self, messages: list[dict]) -> list[dict]:
+        out, total = [], 0
+        for m in messages:
+            if isinstance(m, dict) and isinstance(m.get("content"), str):
+                done = mask_secrets(m["content"], self._own_secrets)
+                total += done.count
+                m = {**m, "content": done.text}
+            out.append(m)
+        if total:
+            self._note_masked(total)
+        return out
+
+    def _note_masked(self, count: int) -> None:
+        # how many, never what: the log is itself a workspace file
+        logging.getLogger(f"harness.{self.agent.workspace.name}").info(
+            "[%s] masked %d secret-looking value(s) before sending to the model", self.stage, count)
+
     def _log_call(self, prompt_tokens, completion_tokens, cost, ok, error="", reply=""):
         rec = CallRecord(
             ts=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), stage=self.stage,
@@ -282,6 +307,11 @@ class ChatSession:
     def ask(self, message: str, turn: int) -> TurnResult:
         """Send one message; aider applies the reply's edits to the files in the chat."""
         self.agent.check_budget()
+        # masked here too, so that chat.jsonl (a workspace file) never holds the secret either
+        done = mask_secrets(message, self._own_secrets)
+        if done.count:
+            self._note_masked(done.count)
+        message = done.text
         self._turn, self._prompt, self._pending = turn, message, []
         s = self.agent.settings
         retrying = Retrying(

@@ -3,11 +3,15 @@
 The process gets its own process group (so a timeout kills its children too), the
 workspace as working directory, the template's interpreter, and an environment with
 every credential-looking variable removed: the code the agent writes never sees the
-harness's API keys.
+harness's API keys. The harness makes itself a child subreaper, so a descendant that left
+the group (setsid(), a double fork) is re-parented to the harness instead of init, and is
+found through the process tree and killed when the run ends.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import re
 import signal
@@ -66,6 +70,76 @@ def live_groups() -> list[int]:
     return sorted(_LIVE_GROUPS)
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@functools.lru_cache(maxsize=1)
+def become_subreaper() -> bool:
+    """Orphaned descendants of our runs get re-parented to this process (Linux >= 3.4)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, start time in clock ticks) of every live (non-zombie) process."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            out[int(stat.parent.name)] = (int(fields[1]), int(fields[19]))
+    return out
+
+
+def _start_ticks(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def run_descendants(root: int, since_ticks: int, known: set[int]) -> set[int]:
+    """Live processes below `root`, plus orphans re-parented to the harness (subreaper) that
+    were started after the run began and are not the harness's own children from before."""
+    table = _process_table()
+    me = os.getpid()
+    seeds = {root} | {p for p, (pp, start) in table.items()
+                      if pp == me and p not in known and p != root and start >= since_ticks}
+    found, frontier = set(), set(seeds)
+    while frontier:
+        found |= frontier
+        frontier = {p for p, (pp, _) in table.items() if pp in frontier and p not in found}
+    return {p for p in found if p in table}
+
+
+def kill_tree(root: int, since_ticks: int, known: set[int]) -> int:
+    """SIGKILL every descendant of a run until none is left; returns how many were killed.
+    Repeated because a process may fork while we look; its children then come to us."""
+    killed: set[int] = set()
+    for _ in range(50):
+        pids = run_descendants(root, since_ticks, known) - {root}
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
+    for pid in killed:  # orphans re-parented to us are our zombies now
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return len(killed)
+
+
 def kill_group(pgid: int, grace_s: float = 3.0) -> None:
     """SIGTERM the whole group, then SIGKILL whatever is left."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -119,15 +193,21 @@ def kill_stale_group(pgid: int | None, cwd: Path) -> bool:
 def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: Path,
                 timeout_s: float, env: dict[str, str] | None = None,
                 on_start=None, sandbox: Sandbox | None = None,
-                slots: SlotPool | None = None, slot_label: str = "") -> ProcessResult:
+                slots: SlotPool | None = None, slot_label: str = "",
+                cache_writable: bool = False) -> ProcessResult:
     """Run `command` in `cwd`, output to files, killed with its whole group on timeout.
 
     `on_start(pgid)` is called once the process exists, so the caller can record the
     group before waiting (a harness killed meanwhile can then clean up on resume).
     With `slots` (a batch), a device slot is held for exactly the life of the process,
-    and the process sees only that slot's device.
+    and the process sees only that slot's device. `cache_writable`: the template's shared
+    cache may be written (only for run_0, which builds it from unmodified template code).
     """
     env = dict(env if env is not None else scrubbed_env())
+    if sandbox:
+        env.update(sandbox.env(cwd))
+    become_subreaper()
+    known = {p for p, (pp, _) in _process_table().items() if pp == os.getpid()}
     waited = time.monotonic()
     with slots.hold(slot_label or command[-1]) if slots else nullcontext() as slot:
         waited = time.monotonic() - waited
@@ -136,11 +216,12 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
         started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         t0 = time.monotonic()
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            argv = sandbox.wrap(command, cwd) if sandbox else command
+            argv = sandbox.wrap(command, cwd, cache_writable=cache_writable) if sandbox else command
             proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                     env=env, start_new_session=True,
                                     preexec_fn=sandbox.limit if sandbox else None)
             pgid = proc.pid  # start_new_session makes the child its own group leader
+            since = _start_ticks(proc.pid)
             _LIVE_GROUPS.add(pgid)
             try:
                 if on_start:
@@ -154,8 +235,15 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
                 # also reaps children a finished run left behind (daemons, forked workers),
                 # and on an exception (Ctrl-C) takes the run down instead of orphaning it
                 kill_group(pgid)
+                # whatever left the group (setsid, double fork) but is still a descendant
+                escaped = kill_tree(pgid, since, known)
                 proc.wait()
                 _LIVE_GROUPS.discard(pgid)
+                if sandbox:
+                    sandbox.clean(cwd)
+            if escaped:
+                err.write(f"\n[harness] killed {escaped} process(es) the run left running outside its "
+                          f"process group\n".encode())
             if timed_out:
                 # through the handle the run had, not the path: the run may have swapped
                 # stderr.log for a link pointing outside the workspace (see links.py)

@@ -46,7 +46,7 @@ class RunOutcome:
 
 def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: float, commit: str,
                    on_start: Callable[[int], None] | None = None, sandbox: Sandbox | None = None,
-                   slots: SlotPool | None = None) -> RunOutcome:
+                   slots: SlotPool | None = None, cache_writable: bool = False) -> RunOutcome:
     folder = workspace / f"run_{index}"
     if folder.exists():
         shutil.rmtree(folder)  # callers move anything worth keeping aside first
@@ -54,7 +54,7 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
     command = [str(spec.python), "experiment.py", f"--out_dir=run_{index}"]
     proc = run_process(command, workspace, folder / "stdout.log", folder / "stderr.log",
                        timeout_s, env=scrubbed_env(), on_start=on_start, sandbox=sandbox,
-                       slots=slots, slot_label=f"run_{index}")
+                       slots=slots, slot_label=f"run_{index}", cache_writable=cache_writable)
     # before the harness writes meta.json or reads anything the run left
     removed = Workspace(workspace).remove_special_files()
     folder.mkdir(exist_ok=True)  # the run may have replaced its folder by a link, now removed

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.execution.sandbox import ETC_TEX, Sandbox, bwrap_works
+
 REQUIRED_TOOLS = ("latexmk", "pdflatex", "bibtex", "chktex")
 PDF_TOOLS = ("pdftotext", "pdfinfo")
 
@@ -110,11 +112,34 @@ def _tex_env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, str]:
+def tex_cage(level: str | None = None) -> Sandbox:
+    """The sandbox TeX runs in: the namespace level wherever bubblewrap works, unless the
+    config chose the process level (`level`, as the idea's sandbox has it)."""
+    if level is None:
+        level = "namespace" if bwrap_works() else "process"
+    return Sandbox(level=level)
+
+
+def _caged(cmd: list[str], cwd: Path, cage: Sandbox | None) -> tuple[list[str], dict[str, str]]:
+    """cmd inside the cage: latex/ writable, the workspace around it readable (for
+    ../results_table.tex and figures), its .git and .harness hidden, TeX's own trees; no
+    home and no other file, so \\input{/etc/hostname} or ~/.ssh/... finds nothing."""
+    env = _tex_env()
+    if cage is None or cage.level != "namespace":
+        return cmd, env
+    root = cwd.parent
+    env.update(HOME="/tmp", TMPDIR="/tmp", TEXMFVAR="/tmp/texmf-var", TEXMFCONFIG="/tmp/texmf-config")
+    exe = shutil.which(cmd[0], path=env.get("PATH")) or cmd[0]
+    argv = cage.wrap([exe, *cmd[1:]], cwd, readable=(root,), hide=(root / ".git", root / ".harness"), etc=ETC_TEX)
+    return argv, env
+
+
+def _run(cmd: list[str], cwd: Path, timeout_s: float, cage: Sandbox | None = None) -> tuple[int | None, str]:
     """Run cmd in its own process group; on timeout the whole group is killed (latexmk
     leaves pdflatex and bibtex behind otherwise). Returns (exit code or None, output)."""
-    proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=_tex_env(), start_new_session=True)
+    argv, env = _caged(cmd, cwd, cage)
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout_s)
         return proc.returncode, out.decode("utf-8", errors="replace")
@@ -127,13 +152,14 @@ def _run(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, str]:
         return None, out.decode("utf-8", errors="replace")
 
 
-def compile_pdf(tex_path: Path, timeout_s: int = 120) -> CompileResult:
+def compile_pdf(tex_path: Path, timeout_s: int = 120, level: str | None = None) -> CompileResult:
     """Build tex_path into a PDF next to it with latexmk (pdflatex + bibtex as needed).
 
     pdflatex runs in nonstopmode *without* -halt-on-error: it then goes on past the
     first error and the log lists every independent error of this pass, so the agent
     can fix them all in one round instead of one per round. latexmk itself stops after
     a pass with errors (no -f), so a broken file costs one pass, not five.
+    `level`: the sandbox level TeX runs under (None: namespace wherever bubblewrap works).
     """
     tex_path = Path(tex_path).resolve()
     cwd, stem = tex_path.parent, tex_path.stem
@@ -150,7 +176,7 @@ def compile_pdf(tex_path: Path, timeout_s: int = 120) -> CompileResult:
         for ext in _BUILD_EXTS:
             (cwd / f"{stem}{ext}").unlink(missing_ok=True)
     start = time.time()
-    code, output = _run(cmd, cwd, timeout_s)
+    code, output = _run(cmd, cwd, timeout_s, tex_cage(level))
     duration = time.time() - start
 
     fresh_pdf = pdf if pdf.is_file() and (code == 0 or pdf.stat().st_mtime >= start - 1) else None
@@ -338,7 +364,8 @@ def _bounded(items: list[str], budget: int = ERRORS_BUDGET) -> list[str]:
 
 # --- chktex ---------------------------------------------------------------------------
 
-def chktex_warnings(tex_path: Path, timeout_s: int = 60, keep: dict[int, str] | None = None) -> list[str]:
+def chktex_warnings(tex_path: Path, timeout_s: int = 60, keep: dict[int, str] | None = None,
+                    level: str | None = None) -> list[str]:
     """chktex findings worth a fix round, as `file:line: message (near: ...)`."""
     tex_path = Path(tex_path)
     if shutil.which("chktex") is None:
@@ -347,7 +374,7 @@ def chktex_warnings(tex_path: Path, timeout_s: int = 60, keep: dict[int, str] | 
     fmt = "%n\t%l\t%c\t%s\t%m\n"
     # -H0: skip the preamble (the template's, not the agent's); -I0: don't follow \input
     code, out = _run(["chktex", "-q", "-v0", "-H0", "-I0", "-f", fmt, tex_path.name],
-                     tex_path.parent, timeout_s)
+                     tex_path.parent, timeout_s, tex_cage(level))
     if code is None:
         raise LatexToolError(f"chktex did not finish within {timeout_s} s")
     found = []

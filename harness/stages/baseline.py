@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from harness.agent.masking import mask_secrets
 from harness.errors import IdeaStopped
 from harness.execution.runs import run_experiment, set_aside
 from harness.records.run_meta import RunMeta, read_meta, write_meta
@@ -60,14 +61,15 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
         if set_aside(ctx.path, 0, "interrupted"):  # a harness killed while run_0 ran
             ctx.say("baseline", "run_0 was interrupted by a harness restart; kept for review, running it again")
         ctx.say("baseline", f"computing run_0 (cached afterwards; timeout {ctx.run_timeout} s)")
+        # run_0 is the unmodified template: the one run trusted to build the shared cache
         outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head(), sandbox=ctx.sandbox,
-                                 on_start=ctx.child_started, slots=ctx.slots)
+                                 on_start=ctx.child_started, slots=ctx.slots, cache_writable=True)
         ctx.child_started(None)
         ctx.record_undone("baseline", "run_0", outcome.removed)
         if not outcome.ok:
             ctx.ws.commit(f"[baseline] run_0 failed: {outcome.error}")
             raise IdeaStopped(f"the baseline run_0 failed ({outcome.error}); the template itself is broken, "
-                              f"see {run_dir}/stderr.log:\n{outcome.stderr_tail()[-600:]}")
+                              f"see {run_dir}/stderr.log:\n{mask_secrets(outcome.stderr_tail()).text[-600:]}")
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=cached.parent))
         shutil.copytree(run_dir, tmp, dirs_exist_ok=True)

@@ -9,7 +9,6 @@ it from here, never from the orchestrator, so the import graph stays one-way.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,9 +58,9 @@ class IdeaContext:
 
     @property
     def sandbox(self) -> Sandbox:
-        # a template's cache moved out of ~/.cache by its environment variable stays writable
-        writable = tuple(Path(os.environ[v]).expanduser() for v in self.spec.cache_env if os.environ.get(v))
-        return make_sandbox(self.cfg.sandbox, self.cfg.run_memory_gb, self.run_timeout, writable)
+        folder = self.spec.cache_folder()
+        return make_sandbox(self.cfg.sandbox, self.cfg.run_memory_gb, self.run_timeout,
+                            (folder,) if folder else (), self.spec.cache_vars())
 
     def save(self) -> None:
         save_state(self.path, self.state)

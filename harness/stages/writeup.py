@@ -176,10 +176,10 @@ def _write_sections(ctx: IdeaContext, turn: int) -> int:
     return turn
 
 
-def _problems(tex: Path, result: CompileResult) -> str:
+def _problems(tex: Path, result: CompileResult, level: str) -> str:
     lines = [result.message()] if not result.clean else []
     try:
-        warns = chktex_warnings(tex)
+        warns = chktex_warnings(tex, level=level)
     except LatexToolError as exc:
         warns = [str(exc)]
     if warns:
@@ -189,17 +189,18 @@ def _problems(tex: Path, result: CompileResult) -> str:
 
 def _compile(ctx: IdeaContext, session, turn: int, rounds: int, label: str) -> tuple[CompileResult, int]:
     tex = ctx.path / TEX
-    result = compile_pdf(tex)
+    level = ctx.sandbox.level  # TeX runs in the same cage as the idea's runs
+    result = compile_pdf(tex, level=level)
     ctx.say(STAGE, f"compiled in {result.duration_s:.1f} s: {'ok' if result.ok else 'failed'}, "
                    f"{result.pages or '?'} pages")
     for attempt in range(1, rounds + 1):
-        problems = _problems(tex, result)
+        problems = _problems(tex, result, level)
         if not problems:
             break
         turn += 1
         _turn(ctx, session, render("writeup_compile", problems=problems, attempt=attempt, rounds=rounds),
               turn, f"{label} {attempt}")
-        result = compile_pdf(tex)
+        result = compile_pdf(tex, level=level)
         ctx.say(STAGE, f"recompiled in {result.duration_s:.1f} s: {'ok' if result.ok else 'failed'}")
     return result, turn
 

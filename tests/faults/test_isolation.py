@@ -85,9 +85,9 @@ def test_namespace_sandbox_blocks_network_and_writes_outside(harness, intact):
 
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot make namespaces here (setup.sh installs it)")
 @pytest.mark.fault("run writes outside the workspace")
-def test_namespace_sandbox_keeps_a_declared_cache_folder_writable_and_nothing_else(tmp_path):
-    """A template may move its cache out of ~/.cache (sae_variants: $SAE_HARNESS_CACHE); only
-    that folder becomes writable, not its neighbours."""
+def test_namespace_sandbox_cache_folder_is_read_only_except_while_the_harness_builds_it(tmp_path):
+    """The template's shared cache: read-only to runs, writable only for the baseline's build;
+    folders beside it stay absent."""
     import subprocess
 
     from harness.execution.sandbox import make_sandbox
@@ -95,8 +95,14 @@ def test_namespace_sandbox_keeps_a_declared_cache_folder_writable_and_nothing_el
     ws, cache, other = tmp_path / "ws", tmp_path / "cache", tmp_path / "other"
     ws.mkdir()
     other.mkdir()
-    script = f"open('{cache}/a', 'w').write('x'); open('{other}/b', 'w').write('y')"
-    sandbox = make_sandbox("namespace", None, 60, writable=(cache,))
-    proc = subprocess.run(sandbox.wrap(["python3", "-c", script], ws), cwd=ws, capture_output=True, text=True)
+    (other / "secret").write_text("s")
+    script = (f"import os; print(os.path.exists('{other}/secret'));"
+              f"open('{cache}/a', 'w').write('x')")
+    sandbox = make_sandbox("namespace", None, 60, caches=(cache,))
+    run = subprocess.run(sandbox.wrap(["python3", "-c", script], ws), cwd=ws, capture_output=True, text=True)
+    assert run.returncode != 0 and "Read-only file system" in run.stderr and not (cache / "a").exists()
+    assert run.stdout.strip() == "False"
+    build = subprocess.run(sandbox.wrap(["python3", "-c", script], ws, cache_writable=True), cwd=ws,
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
     assert (cache / "a").read_text() == "x"
-    assert proc.returncode != 0 and "Read-only file system" in proc.stderr and not (other / "b").exists()

@@ -6,6 +6,15 @@ person can tell what a directory holds. A directory is built under a temporary n
 into place when complete, so a run that is killed half-way leaves nothing that a later run
 would mistake for a finished artefact, and two runs building the same artefact at once both
 end up reading one complete copy.
+
+The cache is shared by every idea's runs, so one run must not be able to change what another
+reads. Under the harness's namespace sandbox the shared folder is read-only to experiment and
+plot runs (only run_0, the unmodified template, builds it). Everywhere, each artefact carries a
+manifest (size and SHA-256 of every file, written when it is built) and is checked against it
+whenever it is used: a changed, missing or extra file, or no manifest at all, fails the check.
+A failed artefact is rebuilt in place when this process may write the shared folder, otherwise
+in the run's own scratch cache ($HARNESS_SCRATCH_CACHE); either way one line on stderr names it.
+An artefact missing from a read-only shared cache is likewise built in the scratch cache.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -21,6 +31,8 @@ from typing import Callable
 from .config import cache_root
 
 KEY_FILE = "key.json"
+MANIFEST = "manifest.json"
+SCRATCH_ENV = "HARNESS_SCRATCH_CACHE"
 
 
 def key_hash(key: dict) -> str:
@@ -32,18 +44,96 @@ def artefact_dir(kind: str, key: dict, root: Path | None = None) -> Path:
     return (root or cache_root()) / kind / key_hash(key)
 
 
-def cached_dir(kind: str, key: dict, build: Callable[[Path], None], root: Path | None = None) -> Path:
-    """Return the directory for (kind, key), calling build(tmp_dir) first if it is missing."""
-    final = artefact_dir(kind, key, root)
-    if (final / KEY_FILE).exists():
-        return final
+def writable(folder: Path) -> bool:
+    """May this process create files here? (False on the sandbox's read-only mount.)"""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return os.access(probe, os.W_OK)
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _files(entry: Path) -> list[str]:
+    """Files an artefact consists of: all but the manifest and dot-files (in-progress writes)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(entry):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            rel = str((Path(dirpath) / name).relative_to(entry))
+            if rel != MANIFEST and not name.startswith("."):
+                out.append(rel)
+    return sorted(out)
+
+
+def write_manifest(entry: Path) -> None:
+    manifest = {rel: {"size": (entry / rel).stat().st_size, "sha256": _sha256(entry / rel)}
+                for rel in _files(entry)}
+    tmp = entry / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    tmp.replace(entry / MANIFEST)
+
+
+def record_file(entry: Path, rel: str) -> None:
+    """Add or update one file in an artefact's manifest (a file an artefact gains after it was
+    built, e.g. absorption's memo of prompt activations). Only for a writable artefact."""
+    path = entry / MANIFEST
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest[rel] = {"size": (entry / rel).stat().st_size, "sha256": _sha256(entry / rel)}
+    tmp = entry / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def check(entry: Path, key: dict | None = None) -> str | None:
+    """Why the artefact does not match what was built (None: it does). Costs one read of
+    every file (SHA-256, about 1 s per GB on one core)."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text())
+    except FileNotFoundError:
+        return "it has no manifest"
+    except (OSError, ValueError):
+        return "its manifest is unreadable"
+    if key is not None:
+        try:
+            if json.loads((entry / KEY_FILE).read_text()) != json.loads(json.dumps(key, default=str)):
+                return f"{KEY_FILE} holds another key"
+        except (OSError, ValueError):
+            return f"{KEY_FILE} is unreadable"
+    present = _files(entry)
+    extra = sorted(set(present) - set(manifest))
+    if extra:
+        return f"{extra[0]} was added after it was built"
+    for rel, want in sorted(manifest.items()):
+        path = entry / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if path.stat().st_size != want.get("size") or _sha256(path) != want.get("sha256"):
+            return f"{rel} changed after it was built"
+    return None
+
+
+def _say(text: str) -> None:
+    print(f"saekit: {text}", file=sys.stderr, flush=True)
+
+
+def _scratch_root() -> Path | None:
+    value = os.environ.get(SCRATCH_ENV)
+    return Path(value) / "saekit" if value else None
+
+
+def _build(final: Path, key: dict, build: Callable[[Path], None]) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         build(tmp)
-        # key.json last: its presence is what marks the artefact complete
         (tmp / KEY_FILE).write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
+        # the manifest last: with key.json, its presence is what marks the artefact complete
+        write_manifest(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -53,6 +143,42 @@ def cached_dir(kind: str, key: dict, build: Callable[[Path], None], root: Path |
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def cached_dir(kind: str, key: dict, build: Callable[[Path], None], root: Path | None = None) -> Path:
+    """Return the directory for (kind, key), calling build(tmp_dir) first if it is missing or
+    fails its check against the manifest."""
+    root = root or cache_root()
+    final = artefact_dir(kind, key, root)
+    rel = f"{kind}/{final.name}"
+    problem = None
+    if (final / KEY_FILE).exists() or (final / MANIFEST).exists():
+        problem = check(final, key)
+        if problem is None:
+            return final
+    if writable(final.parent):
+        if problem:
+            _say(f"cache entry {final} failed its check ({problem}): rebuilding it")
+            aside = final.parent / f".rejected-{final.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(final, aside)
+                shutil.rmtree(aside, ignore_errors=True)
+            except OSError:
+                pass  # another run moved it first
+        return _build(final, key, build)
+    scratch = _scratch_root()
+    if scratch is None or scratch == root or not writable(scratch):
+        detail = f"failed its check ({problem})" if problem else "is missing"
+        sys.exit(f"saekit: cache entry {final} {detail} and this run may not write the shared "
+                 f"cache; delete {final} and rerun the baseline (run_0) to rebuild it")
+    if problem:
+        _say(f"cache entry {final} failed its check ({problem}); the shared cache is read-only "
+             f"here, so a clean copy is built in this run's scratch cache (delete {final} and the "
+             f"next baseline rebuilds it)")
+    elif not (artefact_dir(kind, key, scratch) / KEY_FILE).exists():
+        _say(f"cache entry {rel} is not in the shared cache (read-only to this run): building it "
+             f"in the run's scratch cache")
+    return cached_dir(kind, key, build, scratch)
 
 
 def file_fingerprint(paths: list[Path], base: Path) -> str:

@@ -172,9 +172,12 @@ def _load_memo(probe_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def _save_memo(probe_dir: Path, memo: dict[str, torch.Tensor]) -> None:
+    if not cache.writable(probe_dir):
+        return  # the shared cache is read-only to this run; the memo only saves time
     tmp = probe_dir / f".{MEMO_FILE}.{uuid.uuid4().hex[:8]}"
     torch.save(memo, tmp)
     tmp.replace(probe_dir / MEMO_FILE)  # atomic: a concurrent reader sees the old or the new file
+    cache.record_file(probe_dir, MEMO_FILE)  # part of the artefact now: checked like the rest
 
 
 def k_sparse_probe_batch_size(probe_dir: Path, model_name: str, layer: int, steps_per_epoch: int) -> int:
