@@ -5,6 +5,8 @@ top-k variants keep the k dimensions whose class means differ most on the traini
 per-token activations and the LM-only probe results do not depend on the SAE, so they are built
 once and cached; each run then encodes the cached activations with its SAE (sae_bench's
 get_sae_meaned_activations) and trains the SAE probes (sae_bench's train_probe_on_activations).
+Beside every mean accuracy, final_info gets its standard error (key + "_stderr"), binomial over the
+test texts: two runs whose top-1 differ by a few of these differ by more than test noise.
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ def run_sparse_probing_eval(sae, cfg: ExperimentConfig, dirs: dict[str, Path]) -
     n_test = 2 * sp.test_per_class  # each probe's test set: a class's test texts and as many others
     dataset_stderrs = {name: {f"{key}_stderr": probe_stderr(v, n_test) for key, v in per_class.items()}
                        for name, per_class in per_class_all.items()}
-    stderrs = {key: mean_stderr([d[key] for d in dataset_stderrs.values()]) for key in next(iter(dataset_stderrs.values()))}
+    stderrs = {key: mean_stderr([d[key] for d in dataset_stderrs.values()])
+               for key in next(iter(dataset_stderrs.values()))}
     eval_cfg = SparseProbingEvalConfig(
         random_seed=cfg.seed,
         dataset_names=list(dirs),
