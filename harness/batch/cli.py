@@ -84,17 +84,18 @@ def _new_record(cfg: HarnessConfig, idea_paths: list[Path]) -> tuple[BatchRecord
     from harness.execution.sandbox import make_sandbox
     from harness.template import load_template
 
-    ideas, seen = {}, {}
+    ideas, seen, loaded = {}, {}, []
     for path in idea_paths:
         idea = load_idea(path)  # every idea is checked before any work starts
+        loaded.append((path, idea))
         if idea.name in seen:
             raise UserError(f"{seen[idea.name]} and {path} share the Name '{idea.name}'; give each idea its own Name")
         seen[idea.name] = path
         ideas[idea.name] = IdeaEntry(name=idea.name, title=idea.title, source=str(path.resolve()))
     spec = load_template(cfg.template)
     spec.merged_settings(cfg.template_settings)  # a bad setting fails now
-    for name, path in seen.items():
-        check_declared_metric(load_idea(path), [m.name for m in spec.metrics], str(path))
+    for path, idea in loaded:
+        check_declared_metric(idea, [m.name for m in spec.metrics], str(path))
     make_sandbox(cfg.sandbox, cfg.run_memory_gb, None)
     for name in ideas:
         idea_config(cfg, name)  # a per-idea script folder must have every idea's script

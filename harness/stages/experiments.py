@@ -31,7 +31,8 @@ STAGE = "experiments"
 DONE_WORD = "ALL_COMPLETED"
 
 
-def _summaries(ctx: IdeaContext) -> list[RunSummary]:
+def run_summaries(ctx: IdeaContext) -> list[RunSummary]:
+    """The headline values and degenerate flags of every completed run, baseline included."""
     out = []
     for rec in ctx.state.done_runs():
         out.append(summarise(ctx.spec, rec.index, read_final_info(ctx.path / rec.folder)))
@@ -40,7 +41,7 @@ def _summaries(ctx: IdeaContext) -> list[RunSummary]:
 
 def _table_for(ctx: IdeaContext, index: int) -> tuple[str, RunSummary]:
     info = read_final_info(ctx.path / f"run_{index}")
-    history = _summaries(ctx)
+    history = run_summaries(ctx)
     current = next((s for s in history if s.run == index), None) or summarise(ctx.spec, index, info)
     baseline = next((s for s in history if s.run == 0), None)
     return compact_table(ctx.spec, current, baseline, history, info), current

@@ -31,7 +31,7 @@ from harness.results.metrics import (
     summarise,
 )
 from harness.stages.context import IdeaContext
-from harness.stages.experiments import declared_metric
+from harness.stages.experiments import declared_metric, run_summaries
 from harness.stages.turns import agent_turn
 from harness.workspace import HARNESS_DIR
 
@@ -104,8 +104,7 @@ def _declared(ctx: IdeaContext) -> dict | None:
         return None
     direction = ctx.idea.expected_direction or m.better
     out = dict(label=m.label, direction=direction, run=None, noise="")
-    runs = ctx.state.done_runs()
-    values = {r.index: summarise(ctx.spec, r.index, read_final_info(ctx.path / r.folder)) for r in runs}
+    values = {s.run: s for s in run_summaries(ctx)}
     base = values[0].values.get(m.name) if 0 in values else None
     moved = [(s.values[m.name], i) for i, s in values.items()
              if i > 0 and not s.degenerate and s.values.get(m.name) is not None]
