@@ -9,14 +9,13 @@ made with bubblewrap, as the sandbox makes them (root ignores file modes).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-
 from saekit import cache
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "sae_variants"
@@ -112,12 +111,27 @@ def test_read_only_shared_cache_missing_entry_is_built_in_scratch(tmp_path):
     assert "not in the shared cache" in r.stderr and not any(shared.iterdir())
 
 
-def test_checking_costs_about_a_second_per_gigabyte(tmp_path):
-    """The figure DESIGN.md quotes: the default training artefact is about 0.6 GB."""
-    size = 200 * 1024 * 1024
-    entry = cache.cached_dir("big", KEY, lambda out: (out / "acts.bin").write_bytes(b"\1" * size), tmp_path)
-    t0 = time.perf_counter()
-    assert cache.check(entry, KEY) is None
-    per_gb = (time.perf_counter() - t0) / (size / 1024 ** 3)
-    print(f"\ncache check: {per_gb:.2f} s per GB")
-    assert per_gb < 10  # generous: a loaded 2-core machine
+CONCURRENT_BUILD = """
+import sys, time
+from pathlib import Path
+from saekit import cache
+root, log = Path(sys.argv[1]), Path(sys.argv[2])
+def build(out):
+    with log.open("a") as f:
+        f.write("built\\n")
+    time.sleep(1.5)  # long enough that the other process asks while this one is building
+    (out / "data.bin").write_bytes(b"x" * 100)
+print(cache.cached_dir("kind", {"n": 1}, build, root))
+"""
+
+
+def test_two_processes_needing_one_missing_artefact_build_it_once(tmp_path):
+    script = tmp_path / "build.py"
+    script.write_text(CONCURRENT_BUILD)
+    log = tmp_path / "builds.log"
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "root"), str(log)], cwd=TEMPLATE,
+                              env={**os.environ, "PYTHONPATH": str(TEMPLATE)}, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs[0] == outs[1] and Path(outs[0]).is_dir()
+    assert log.read_text().count("built") == 1

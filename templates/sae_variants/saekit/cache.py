@@ -4,8 +4,8 @@ Each artefact is a directory named by a hash of the key that decides its content
 corpus fingerprint, sizes, dtypes, ...); the key is also written inside as key.json so that a
 person can tell what a directory holds. A directory is built under a temporary name and renamed
 into place when complete, so a run that is killed half-way leaves nothing that a later run
-would mistake for a finished artefact, and two runs building the same artefact at once both
-end up reading one complete copy.
+would mistake for a finished artefact. A lock file per artefact lets one process build it while
+others needing it wait, then read the one complete copy.
 
 The cache is shared by every idea's runs, so one run must not be able to change what another
 reads. Under the harness's namespace sandbox the shared folder is read-only to experiment and
@@ -19,12 +19,14 @@ An artefact missing from a read-only shared cache is likewise built in the scrat
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -125,6 +127,20 @@ def _scratch_root() -> Path | None:
     return Path(value) / "saekit" if value else None
 
 
+@contextmanager
+def _build_lock(final: Path):
+    """One builder per artefact: a batch's ideas (or a bench beside a run) that need the same
+    missing artefact would otherwise each spend the minutes building it; the others wait and
+    then read the finished copy. flock is released by the kernel if the builder dies."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f".lock-{final.name}", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _build(final: Path, key: dict, build: Callable[[Path], None]) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
@@ -157,15 +173,20 @@ def cached_dir(kind: str, key: dict, build: Callable[[Path], None], root: Path |
         if problem is None:
             return final
     if writable(final.parent):
-        if problem:
-            _say(f"cache entry {final} failed its check ({problem}): rebuilding it")
-            aside = final.parent / f".rejected-{final.name}-{uuid.uuid4().hex[:8]}"
-            try:
-                os.rename(final, aside)
-                shutil.rmtree(aside, ignore_errors=True)
-            except OSError:
-                pass  # another run moved it first
-        return _build(final, key, build)
+        with _build_lock(final):
+            if (final / KEY_FILE).exists() or (final / MANIFEST).exists():
+                problem = check(final, key)  # again: another process may have built it meanwhile
+                if problem is None:
+                    return final
+            if problem:
+                _say(f"cache entry {final} failed its check ({problem}): rebuilding it")
+                aside = final.parent / f".rejected-{final.name}-{uuid.uuid4().hex[:8]}"
+                try:
+                    os.rename(final, aside)
+                    shutil.rmtree(aside, ignore_errors=True)
+                except OSError:
+                    pass  # another run moved it first
+            return _build(final, key, build)
     scratch = _scratch_root()
     if scratch is None or scratch == root or not writable(scratch):
         detail = f"failed its check ({problem})" if problem else "is missing"
