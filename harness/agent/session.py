@@ -360,6 +360,12 @@ class ChatSession:
         return TurnResult(reply=reply, edited=edited, failed_edits=coder.num_reflections,
                           calls=list(self._pending))
 
+    def forget_history(self) -> None:
+        """Start the next turn without the earlier exchanges. In the experiment loop each turn's
+        message carries the run table and notes.txt carries the plan, so the old replies only
+        grew every prompt (+0.6k tokens a turn, ~14k by run 10) and set off aider's summariser."""
+        self.coder.done_messages, self.coder.cur_messages = [], []
+
     def save_history(self) -> None:
         """Persist the conversation so a resumed stage asks the model exactly what it would have."""
         if self.history_path:

@@ -133,8 +133,14 @@ def _turn(ctx: IdeaContext, session) -> None:
     ctx.save()
     ctx.say(STAGE, f"turn {turn}: asking the agent (run {prog.next_run} of at most {ctx.cfg.max_runs})")
     planned = f"turn {turn} for run_{prog.next_run}"
+    message = prog.next_message
+    if turn > 1 and prog.idle_turns == 0:  # a run's result: a fresh start keeps every turn's prompt flat
+        session.forget_history()
+        message = render("experiment_reminder", idea=ctx.idea, declared=declared_metric(ctx),
+                         editable=_files(ctx), runs_left=ctx.cfg.max_runs - prog.next_run + 1,
+                         max_runs=ctx.cfg.max_runs) + message
     # a final answer plans no run, and `history` must not list one for it
-    done = agent_turn(ctx, session, STAGE, prog.next_message, turn, _files(ctx),
+    done = agent_turn(ctx, session, STAGE, message, turn, _files(ctx),
                       lambda reply: f"turn {turn}, {DONE_WORD}" if DONE_WORD in reply else planned)
     result, note = done.result, done.reverted_note(_files(ctx))
     prog.turn, prog.turn_in_flight = turn, False

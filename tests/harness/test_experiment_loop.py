@@ -65,6 +65,27 @@ def test_happy_path_to_all_completed(harness):
     assert sorted(state["runs"]) == ["0", "1", "2"]
 
 
+def test_each_turn_after_a_run_starts_fresh_so_prompts_stay_flat(harness):
+    """The run table and notes.txt carry what earlier turns said; resending every old reply
+    grew the README job's prompts by ~0.6k tokens a turn."""
+    plan = "Plan: sweep l1 upwards, one setting per run. " + "Reasoning about sparsity. " * 80
+    values = ["0.02", "0.03", "0.05", "0.08", "0.1"]
+    llm = harness.serve([{"reply": plan + "\n\n" + l1_edit(values[0], values[1])}]
+                        + [{"expect": f"Run {i} finished", "reply": f"Run {i + 1} next.\n\n" + l1_edit(values[i], values[i + 1])}
+                           for i in range(1, 4)]
+                        + [{"expect": "Run 4 finished", "reply": "ALL_COMPLETED"}])
+    r = harness.run("--idea", str(harness.idea_path), "--max-runs", "5")
+    assert r.returncode == 0, r.stderr
+    assert llm.remaining == 0
+    tokens = [c["prompt_tokens"] for c in r.chat()]
+    assert len(tokens) == 5
+    # turn 2 no longer carries turn 1's long plan, and later turns do not grow
+    assert tokens[1] < tokens[0]
+    assert max(tokens[1:]) - min(tokens[1:]) < 60, tokens
+    reminder = r.chat()[2]["prompt"]
+    assert "A Stronger L1 Penalty" in reminder and "notes.txt" in reminder and "Runs left after this result: 3 of 5" in reminder
+
+
 def test_budget_stops_the_idea_cleanly_and_resume_goes_on(harness):
     llm = harness.serve([
         l1_edit("0.02", "0.05"),
