@@ -31,8 +31,8 @@ from harness.records.files import read_json, write_json
 from harness.template import TemplateSpec
 
 TALLY_FILE = "ideation.json"
-EXPERIMENT_CHARS = 12_000
-"""experiment.py is cut here in the prompt; the sae_variants one fits whole."""
+EXPERIMENT_CHARS = 20_000
+"""experiment.py is cut here in the prompt (the sae_variants one, ~14 k characters, fits whole)."""
 
 
 @dataclass
@@ -102,6 +102,9 @@ class Ideation:
         self.plan, self.chat, self.literature, self.say, self.step = plan, chat, literature, say, step
         self.metric_names = [m.name for m in plan.spec.metrics]
         self.tally = Tally.load(plan.out)
+        self.dropped: list[str] = []
+        """Why this session's earlier drafts were dropped; the next draft request says so (and so
+        differs from the last one, which a deterministic model would otherwise answer the same way)."""
 
     def _ask_valid(self, messages: list[dict], stage: str, turn: int) -> tuple[dict | None, str]:
         """A valid idea from the next reply, after at most one repair request; (None, reason) if not."""
@@ -126,11 +129,12 @@ class Ideation:
                         "ideas_propose", template_name=spec.name, description=spec.description,
                         metrics=spec.metrics, experiment=experiment,
                         existing=[{"name": e.get("Name", "?"), "title": e.get("Title", "?")} for e in existing],
-                        number=number, total=plan.n, rounds=rounds)}]
+                        number=number, total=plan.n, rounds=rounds, dropped=self.dropped[-5:])}]
         self.step(f"idea {number}: drafting")
         idea, reply = self._ask_valid(messages, "ideas", number)
         if idea is None:
             self.tally.malformed_dropped += 1
+            self.dropped.append(f"a draft whose reply stayed malformed ({reply})")
             self.say(f"idea {number}: dropped, the reply stayed malformed after one repair ({reply})")
             return None
         if self._duplicate(idea, existing, number):
@@ -157,6 +161,7 @@ class Ideation:
             return False
         other, why = dup
         self.tally.duplicates_dropped += 1
+        self.dropped.append(f"'{idea.get('Title')}', too close to {other.get('Name')} ({why})")
         self.say(f"idea {number}: dropped '{idea.get('Title')}' as a duplicate of {other.get('Name')} ({why})")
         return True
 
@@ -200,5 +205,6 @@ class Ideation:
         write_json(path, idea)
         self.tally.written += 1
         verdict = {True: "novel", False: "NOT novel", None: "novelty undecided"}[result.novel]
-        papers = ", ".join(p["id"] for p in result.evidence.get("papers", [])) or "no deciding paper"
-        self.say(f"idea {number}: wrote {path.name} ({verdict}; {papers})")
+        papers = ", ".join(p["id"] for p in result.evidence.get("papers", []))
+        named = (f"closest: {papers}" if result.novel else papers) if papers else "no paper named"
+        self.say(f"idea {number}: wrote {path.name} ({verdict}; {named})")

@@ -98,8 +98,9 @@ class Literature:
                 continue
             if isinstance(source, OfflineIndex):
                 if not self._told_offline and len(self.sources) > 1:
-                    why = "; ".join(f"{n}: {w}" for n, w in self.down.items()) or "no online source configured"
-                    self.say(f"literature: using the offline index ({len(source.papers)} papers) ({why})")
+                    # each down source was named when it failed; this says what answers instead, once
+                    self.say(f"literature: using the offline index ({len(source.papers)} papers): "
+                             f"no online source answered")
                     self._told_offline = True
                 return SearchResult(query, source.name, source.search(query, limit))
             path = self._cache_path(source.name, query, limit)
