@@ -73,12 +73,15 @@ def main(argv: list[str]) -> int:
 
 
 def _skip_not_novel(files: list[Path], console: Console) -> list[Path]:
-    """Ideas a novelty check judged already done are left out, and each is named."""
+    """Ideas the `ideas` novelty check judged already done are left out, and each is named. A bare
+    `"novel": false` without the check's evidence (hand-written files, other generators' output,
+    the demo ideas) is not acted on: nothing says what it rests on."""
     keep = []
     for path in files:
         idea = load_idea(path)
-        if idea.novel is False:
-            papers = ", ".join(p.get("id", "?") for p in (idea.raw.get("Novelty_Evidence") or {}).get("papers", []))
+        evidence = idea.raw.get("Novelty_Evidence")
+        if idea.novel is False and isinstance(evidence, dict):
+            papers = ", ".join(str(p.get("id", "?")) for p in evidence.get("papers", []) if isinstance(p, dict))
             console.print(f"skipping {path.name}: judged not novel ({papers or 'no papers named'}); "
                           "--include-not-novel runs it anyway", highlight=False, soft_wrap=True)
         else:

@@ -237,3 +237,24 @@ def test_five_ideas_end_to_end_then_batch_runs_the_novel_ones(tmp_path):
     assert "batch done: 4 done, 0 failed" in b.stdout
     batch = json.loads(next((tmp_path / "ws" / "batches").glob("*/batch.json")).read_text())
     assert sorted(batch["ideas"]) == sorted(set(names) - {"topk_anneal"})
+
+
+def test_batch_skips_only_ideas_the_check_judged_not_novel(tmp_path):
+    """A bare `"novel": false` (the demo idea has one) still runs; with the check's evidence it is
+    skipped and named, unless --include-not-novel; a folder of nothing but such ideas is an error."""
+    folder = tmp_path / "ideas"
+    folder.mkdir()
+    judged = idea("judged", "Judged Not Novel", novel=False,
+                  Novelty_Evidence={"decision": "not novel", "papers": [{"id": "gao2024scaling"}], "searches": []})
+    (folder / "judged.json").write_text(json.dumps(judged))
+    bad_model = ["--template", "toy", "--model", "scripted:/nonexistent.yaml"]  # fails after the novelty filter
+    r = cli(tmp_path, "batch", str(folder), *bad_model)
+    one_line_error(r, "every idea given was judged not novel", "--include-not-novel")
+    (folder / "bare.json").write_text(json.dumps(idea("bare", "A Bare Flag", novel=False)))
+    r = cli(tmp_path, "batch", str(folder), *bad_model)
+    assert "skipping judged.json: judged not novel (gao2024scaling)" in r.stdout
+    assert "skipping bare.json" not in r.stdout
+    one_line_error(r, "/nonexistent.yaml does not exist")
+    r = cli(tmp_path, "batch", str(folder), *bad_model, "--include-not-novel")
+    assert "skipping" not in r.stdout
+    one_line_error(r, "/nonexistent.yaml does not exist")
