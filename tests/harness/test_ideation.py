@@ -258,3 +258,13 @@ def test_batch_skips_only_ideas_the_check_judged_not_novel(tmp_path):
     r = cli(tmp_path, "batch", str(folder), *bad_model, "--include-not-novel")
     assert "skipping" not in r.stdout
     one_line_error(r, "/nonexistent.yaml does not exist")
+
+
+def test_a_token_budget_stops_ideation_cleanly(tmp_path):
+    out = tmp_path / "out"
+    script = [draft(idea("warm_l1", "Warming Up the L1 Penalty")), query("l1 warmup"), decide(True, [])]
+    r = ideas_cli(tmp_path, script, "--n", "1", "--sources", "offline", "--out", str(out), "--budget-tokens", "500")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "stopped: budget spent:" in r.stdout and "raise --budget-tokens" in r.stdout
+    assert not written(out)
+    assert len((out / "chat.jsonl").read_text().splitlines()) == 1  # the one request made before the check
