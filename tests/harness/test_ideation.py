@@ -268,3 +268,25 @@ def test_a_token_budget_stops_ideation_cleanly(tmp_path):
     assert "stopped: budget spent:" in r.stdout and "raise --budget-tokens" in r.stdout
     assert not written(out)
     assert len((out / "chat.jsonl").read_text().splitlines()) == 1  # the one request made before the check
+
+
+def test_a_malformed_refinement_keeps_the_last_good_version_and_an_unbacked_decision_stays_undecided(tmp_path):
+    out = tmp_path / "out"
+    script = [
+        draft(idea("warm_l1", "Warming Up the L1 Penalty"), done=False),
+        {"reply": "I would rather not.", "expect": "Round 2 of 2"},
+        {"reply": '```json\n{"Name": "warm_l1", "Title": ""}\n```', "expect": "holds no JSON object"},
+        query("l1 warmup schedule"),
+        decide(False, ["made_up_2031"]),
+        decide(False, ["made_up_2031"], expect="which no search returned"),
+    ]
+    r = ideas_cli(tmp_path, script, "--n", "1", "--reflections", "1", "--sources", "offline", "--out", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "refinement round 2 dropped, still malformed after one repair (field 'Title' must be" in r.stdout
+    assert "no usable decision" in r.stdout and "kept as undecided" in r.stdout
+    data = written(out)["warm_l1"]
+    assert data["Title"] == "Warming Up the L1 Penalty" and "novel" not in data
+    assert data["Novelty_Evidence"]["decision"] == "undecided"
+    assert data["Novelty_Evidence"]["searches"][0]["source"] == "offline index"
+    tally = json.loads((out / "ideation.json").read_text())
+    assert (tally["refinements_dropped"], tally["undecided"], tally["written"]) == (1, 1, 1)
