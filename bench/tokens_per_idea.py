@@ -1,11 +1,13 @@
-"""Prompt tokens a whole idea costs: experiments -> plots -> paper, replayed with the scripted model.
+"""Prompt tokens a whole idea costs: experiments -> plots -> paper, replayed with the scripted model;
+and what generating ideas costs: `ideas` on sae_variants with the demo script (5 ideas, one
+refinement round each, novelty searches answered by the offline index).
 
 Replays the scripted toy idea of tests/harness/test_writeup.py (1 run, plots, 16 writeup
 calls) through the real CLI, aider and latexmk, then prints the prompt tokens of every
 model call from the workspace's chat.jsonl, per stage and in total, beside the reference
 transcript's figure (its aider "Tokens: N sent" lines, summed).
 
-    .venvs/harness/bin/python bench/tokens_per_idea.py
+    .venvs/harness/bin/python bench/tokens_per_idea.py [--part all|idea|ideation]
 
 Token counts are the scripted server's (characters / 4 over every message sent, aider's
 system prompt and file contents included), so they approximate what a real model bills.
@@ -41,7 +43,39 @@ def reference_tokens() -> tuple[int, int] | None:
     return len(sent), int(sum(sent))
 
 
+def ideation() -> None:
+    """`ideas --template sae_variants --n 5` with demo/ideas_sae_variants.script.yaml, offline."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ideas_"))
+    out = tmp / "ideas"
+    cmd = [str(ROOT / ".venvs/harness/bin/python"), str(ROOT / "run_harness.py"), "ideas", "--template", "sae_variants",
+           "--n", "5", "--reflections", "1", "--sources", "offline", "--out", str(out),
+           "--model", f"scripted:{ROOT / 'demo' / 'ideas_sae_variants.script.yaml'}"]
+    subprocess.run(cmd, env={**os.environ, "HOME": str(tmp)}, check=True, capture_output=True)
+    calls = [json.loads(x) for x in (out / "chat.jsonl").read_text().splitlines()]
+    per_stage: dict[str, list[int]] = defaultdict(list)
+    for c in calls:
+        per_stage[c["stage"]].append(c["prompt_tokens"])
+    files = [p for p in out.glob("*.json") if p.name != "ideation.json"]
+    print(f"ideation (sae_variants, {len(files)} ideas written, {len(calls)} calls):")
+    for stage, toks in per_stage.items():
+        print(f"  stage {stage:<10} {sum(toks):>9,} prompt tokens over {len(toks)} calls "
+              f"(largest request {max(toks):,})")
+    total = sum(sum(t) for t in per_stage.values())
+    completion = sum(c["completion_tokens"] for c in calls)
+    print(f"  total: {total:,} prompt + {completion:,} completion tokens; "
+          f"{total / max(len(files), 1):,.0f} prompt tokens per idea written")
+
+
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("all", "idea", "ideation"), default="all")
+    part = ap.parse_args().part
+    if part in ("all", "ideation"):
+        ideation()
+    if part == "ideation":
+        return
     replies = [Entry(reply=r) if isinstance(r, str) else Entry(**r)
                for r in _upstream() + _sections(_good_texts())]
     tmp = Path(tempfile.mkdtemp(prefix="bench_tokens_"))

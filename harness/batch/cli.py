@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = subparser("batch", "Run many ideas at once: each in its own worker, sharing device slots.",
                   epilog="Settings not given here come from --config, then from the defaults.")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="idea files, or folders of them")
+    p.add_argument("--include-not-novel", dest="include_not_novel", action="store_true",
+                   help="also run ideas whose novelty check said \"novel\": false (skipped otherwise)")
     add_idea_options(p)
     add_batch_options(p, "batch")
     return p
@@ -61,10 +63,32 @@ def main(argv: list[str]) -> int:
             files += found
         else:
             files.append(p)
+    files = [f for f in files if f.name != "ideation.json"]  # `ideas` keeps its tallies beside the ideas
     values = option_values(args)
     cfg = build_config(args.config, values)
     console = Console(stderr=False, highlight=False, soft_wrap=True)
+    if not args.include_not_novel:
+        files = _skip_not_novel(files, console)
     return run_batch(files, None, args.retry_failed, cfg, values, console)
+
+
+def _skip_not_novel(files: list[Path], console: Console) -> list[Path]:
+    """Ideas the `ideas` novelty check judged already done are left out, and each is named. A bare
+    `"novel": false` without the check's evidence (hand-written files, other generators' output,
+    the demo ideas) is not acted on: nothing says what it rests on."""
+    keep = []
+    for path in files:
+        idea = load_idea(path)
+        evidence = idea.raw.get("Novelty_Evidence")
+        if idea.novel is False and isinstance(evidence, dict):
+            papers = ", ".join(str(p.get("id", "?")) for p in evidence.get("papers", []) if isinstance(p, dict))
+            console.print(f"skipping {path.name}: judged not novel ({papers or 'no papers named'}); "
+                          "--include-not-novel runs it anyway", highlight=False, soft_wrap=True)
+        else:
+            keep.append(path)
+    if not keep:
+        raise UserError("every idea given was judged not novel; pass --include-not-novel to run them anyway")
+    return keep
 
 
 def _absolute(cfg: HarnessConfig) -> HarnessConfig:
