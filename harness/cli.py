@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_idea_options(p)
     add_batch_options(p, "batches (several --idea, `batch FOLDER`, or --resume of a batch folder)")
     p.epilog += (" Sub-commands: `history WORKSPACE` lists the agent's edits, `batch FOLDER|FILES` runs ideas at once, `leaderboard` ranks them, "
-                 "`report WORKSPACE|BATCH` writes HTML; each has its own --help.")
+                 "`report WORKSPACE|BATCH` writes HTML, `review WORKSPACE` reviews a finished paper; each has its own --help.")
     return p
 
 
@@ -70,7 +70,7 @@ def _summary(console: Console, rows: list[tuple]) -> None:
 
 
 SUBCOMMANDS = {"history": "harness.history", "batch": "harness.batch.cli", "leaderboard": "harness.results.leaderboard",
-               "report": "harness.report"}
+               "report": "harness.report", "review": "harness.review_cli"}
 """`run_harness.py NAME ...`: sub-commands, each a module with main(argv) imported only when named."""
 
 
