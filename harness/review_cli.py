@@ -32,6 +32,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--reviewers", metavar="N", help=f"{docs['reviewers']} (default: {d.reviewers})")
     p.add_argument("--improve", action="store_const", const=True, help=docs["improve"])
     p.add_argument("--budget-usd", dest="budget_usd", metavar="USD", help=docs["budget_usd"])
+    p.add_argument("--budget-tokens", dest="budget_tokens", metavar="N", help=docs["budget_tokens"])
     p.add_argument("--again", action="store_true", help="review afresh even when review.json exists")
     args = p.parse_args(argv)
     ws = args.workspace.resolve()
@@ -39,7 +40,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"review {args.workspace}: no such folder; pass a workspace folder (workspaces/<name>)")
     state = load_state(ws)
     cfg = apply_values(HarnessConfig(), state.config, f"{ws}/state.json")
-    given = {k: getattr(args, k) for k in ("model", "api_base", "reviewers", "improve", "budget_usd")}
+    given = {k: getattr(args, k) for k in ("model", "api_base", "reviewers", "improve", "budget_usd", "budget_tokens")}
     cfg = apply_values(cfg, {k: v for k, v in given.items() if v is not None}, "command line")
     cfg = replace(cfg, workspace_root=ws.parent)
     done = state.stages.get("review") == "done"
