@@ -39,6 +39,9 @@ def main(argv: list[str]) -> int:
     if not ws.is_dir():
         raise UserError(f"review {args.workspace}: no such folder; pass a workspace folder (workspaces/<name>)")
     state = load_state(ws)
+    if not (ws / "latex" / "template.tex").is_file() and not (ws / "paper.pdf").is_file():
+        raise UserError(f"{ws} has no paper yet (no latex/template.tex or paper.pdf); finish the idea first "
+                        f"with `run_harness.py --resume {ws}`")
     cfg = apply_values(HarnessConfig(), state.config, f"{ws}/state.json")
     given = {k: getattr(args, k) for k in ("model", "api_base", "reviewers", "improve", "budget_usd", "budget_tokens")}
     cfg = apply_values(cfg, {k: v for k, v in given.items() if v is not None}, "command line")

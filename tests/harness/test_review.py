@@ -194,6 +194,28 @@ def test_replaying_a_recording_without_review_replies_skips_the_review_with_a_li
     assert json.loads((ws / "state.json").read_text())["stages"]["review"] == "skipped"
 
 
+def test_a_replay_serves_the_recorded_reviews_to_review_requests_only(finished, tmp_path):
+    """The recording's first replies are the experiments stage's; the review requests must get
+    the recorded reviews (their own queue, asked for by header), through litellm for real."""
+    root = tmp_path / "ws"
+    shutil.copytree(finished[0], root / finished[0].name, symlinks=True)
+    ws = root / finished[0].name
+    before = json.loads((ws / "review.json").read_text())
+    r = cli(tmp_path, "review", str(ws), "--again", "--model", f"replay:{finished[0] / 'chat.jsonl'}")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    after = json.loads((ws / "review.json").read_text())
+    assert after["reviewers"] == before["reviewers"] and after["meta_review"] == before["meta_review"]
+
+    from harness.agent.scripted_llm import Entry, ScriptedLLM
+
+    with ScriptedLLM([Entry("plan", stage="experiments"), Entry("form", stage="review")],
+                     exhausted_reply="none") as llm:
+        assert llm.choose([{"role": "user", "content": "start"}])[1] == "plan"
+        # a request only the replay makes (a claims correction) must not take the review's reply
+        assert llm.choose([{"role": "user", "content": "correct the claims"}])[1] == "none"
+        assert llm.choose([{"role": "user", "content": "review"}], "review")[1] == "form"
+
+
 def test_review_command_input_errors_are_one_line(tmp_path):
     from tests.support import one_line_error
 
@@ -201,6 +223,9 @@ def test_review_command_input_errors_are_one_line(tmp_path):
     one_line_error(r, "no such folder")
     r = cli(tmp_path, "review", str(tmp_path))
     one_line_error(r, "not a harness workspace")
+    (tmp_path / "state.json").write_text(json.dumps({"idea": "x", "template": "toy", "created": "now"}))
+    r = cli(tmp_path, "review", str(tmp_path))
+    one_line_error(r, "has no paper yet", "--resume")
 
 
 @pytest.mark.parametrize("reply, field", [
