@@ -88,6 +88,8 @@ class ReviewProgress:
     """The meta-review once written."""
     revised: bool = False
     """--improve: the paper has been revised from the meta-review."""
+    revision: dict[str, Any] | None = None
+    """What the revision changed (claims-check findings before and after, compile)."""
     outcome: str = ""
 
 

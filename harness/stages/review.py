@@ -191,15 +191,15 @@ def run(ctx: IdeaContext) -> None:
         meta, meta_note = _ask_meta(ctx, ask, ev, reviews)
         p.meta = meta.to_dict() if meta else None
         ctx.save()
-    revision = None
-    _write(ctx, ev, meta, meta_note, revision)
+    _write(ctx, ev, meta, meta_note, p.revision)
     kept = f"{len(reviews)} of {total} reviews"
     ctx.ws.commit(f"[{STAGE}] {kept}; meta-review " + (f"{meta.overall}/10, {meta.decision}" if meta else "missing"),
                   paths=[REVIEW_FILE, "chat.jsonl"])
     if meta and ctx.cfg.improve and not p.revised:
-        revision = _improve(ctx, ev, meta)
+        p.revision = _improve(ctx, ev, meta)
         p.revised = True
-        _write(ctx, ev, meta, meta_note, revision)
+        ctx.save()
+        _write(ctx, ev, meta, meta_note, p.revision)
         ctx.ws.commit(f"[{STAGE}] review.json records the revision", paths=[REVIEW_FILE])
     p.outcome = (f"{kept}; meta-review {meta.overall}/10, {meta.decision}" if meta else f"{kept}; {meta_note}") + \
         (f" ({meta_note})" if meta and meta_note else "")
