@@ -1,9 +1,10 @@
-"""Prompt tokens a whole idea costs: experiments -> plots -> paper, replayed with the scripted model;
+"""Prompt tokens a whole idea costs: experiments -> plots -> paper -> review, replayed with the scripted model;
 and what generating ideas costs: `ideas` on sae_variants with the demo script (5 ideas, one
 refinement round each, novelty searches answered by the offline index).
 
 Replays the scripted toy idea of tests/harness/test_writeup.py (1 run, plots, 16 writeup
-calls) through the real CLI, aider and latexmk, then prints the prompt tokens of every
+calls) and three reviewers plus a meta-review (REVIEWERS) through the real CLI, aider and
+latexmk, then prints the prompt tokens of every
 model call from the workspace's chat.jsonl, per stage and in total, beside the reference
 transcript's figure (its aider "Tokens: N sent" lines, summed).
 
@@ -66,6 +67,18 @@ def ideation() -> None:
           f"{total / max(len(files), 1):,.0f} prompt tokens per idea written")
 
 
+def _review_replies() -> list[str]:
+    """Three filled forms and a meta-review; the soundness sections name the claims check's first
+    findings' tags, so a paper with findings costs no repair rounds here (those are counted apart)."""
+    tags = " ".join(f"C{i}" for i in range(1, 13))
+    form = {"summary": "s", "strengths": ["a"], "weaknesses": ["b"], "questions": ["c"],
+            "soundness_evidence": f"The evidence ({tags}) was read.", "soundness": 3, "presentation": 3,
+            "contribution": 2, "overall": 5, "confidence": 3, "decision": "reject"}
+    meta = {"summary": "s", "soundness_evidence": f"({tags})", "strengths": ["a"], "weaknesses": ["b"],
+            "revision_requests": [], "decision": "reject"}
+    return [json.dumps(form)] * 3 + [json.dumps(meta)]
+
+
 def main() -> None:
     import argparse
 
@@ -77,13 +90,13 @@ def main() -> None:
     if part == "ideation":
         return
     replies = [Entry(reply=r) if isinstance(r, str) else Entry(**r)
-               for r in _upstream() + _sections(_good_texts())]
+               for r in _upstream() + _sections(_good_texts()) + _review_replies()]
     tmp = Path(tempfile.mkdtemp(prefix="bench_tokens_"))
     (tmp / "idea.json").write_text(json.dumps(IDEA))
     with ScriptedLLM(replies) as llm:
         cmd = [str(ROOT / ".venvs/harness/bin/python"), str(ROOT / "run_harness.py"), "--idea", str(tmp / "idea.json"),
                "--template", "toy", "--model", "openai/scripted", "--api-base", llm.url,
-               "--workspace-root", str(tmp / "ws"), "--stop-after", "writeup"]
+               "--workspace-root", str(tmp / "ws"), "--stop-after", "review"]
         env = {**os.environ, "HOME": str(tmp), "OPENAI_API_KEY": "sk-bench"}
         subprocess.run(cmd, env=env, check=True, capture_output=True)
     ws = next(p for p in (tmp / "ws").iterdir() if (p / "state.json").exists())
@@ -94,6 +107,12 @@ def main() -> None:
         per_stage[c["stage"]] += c["prompt_tokens"]
         print(f"{i:>4}  {c['stage']:<12} {c['turn']:>4}  {c['prompt_tokens']:>8,}")
     total = sum(per_stage.values())
+    review = [c for c in calls if c["stage"] == "review"]
+    if review:
+        forms = [c for c in review if c["turn"] >= 10]  # reviewer k asks at turns 10k+1.., the meta-review at 1, 2
+        print(f"review: {len(review)} calls; per reviewer request {max(c['prompt_tokens'] for c in forms):,} "
+              f"prompt tokens (paper + evidence), meta-review {sum(c['prompt_tokens'] for c in review if c['turn'] < 10):,}; "
+              f"completion tokens {sum(c['completion_tokens'] for c in review):,}")
     for stage, n in per_stage.items():
         print(f"stage {stage:<12} {n:>9,} prompt tokens")
     print(f"total: {total:,} prompt tokens over {len(calls)} calls (target <= 250,000)")

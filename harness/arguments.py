@@ -15,7 +15,7 @@ from harness.config import HarnessConfig, field_docs
 from harness.errors import UserError
 
 IDEA_KEYS = ("template", "model", "api_base", "max_runs", "workspace_root", "budget_usd", "budget_tokens",
-             "run_timeout", "stop_after", "writeup_without_results")
+             "run_timeout", "stop_after", "writeup_without_results", "reviewers", "improve")
 BATCH_KEYS = ("executor", "ray_address", "agents", "slots", "gpus")
 
 
@@ -44,6 +44,8 @@ def add_idea_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-timeout", dest="run_timeout", metavar="SECONDS", help=docs["run_timeout"])
     p.add_argument("--writeup-without-results", dest="writeup_without_results", action="store_const", const=True,
                    help=docs["writeup_without_results"])
+    p.add_argument("--reviewers", metavar="N", help=f"{docs['reviewers']} (default: {d.reviewers})")
+    p.add_argument("--improve", action="store_const", const=True, help=docs["improve"])
 
 
 def add_batch_options(p: argparse.ArgumentParser, title: str) -> None:

@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_idea_options(p)
     add_batch_options(p, "batches (several --idea, `batch FOLDER`, or --resume of a batch folder)")
     p.epilog += (" Sub-commands: `history WORKSPACE` lists the agent's edits, `batch FOLDER|FILES` runs ideas at once, `leaderboard` ranks them, "
-                 "`report WORKSPACE|BATCH` writes HTML, `ideas --template T --n N` generates novelty-checked "
-                 "idea files; each has its own --help.")
+                 "`report WORKSPACE|BATCH` writes HTML, `review WORKSPACE` reviews a finished paper, "
+                 "`ideas --template T --n N` generates novelty-checked idea files; each has its own --help.")
     return p
 
 
@@ -71,7 +71,7 @@ def _summary(console: Console, rows: list[tuple]) -> None:
 
 
 SUBCOMMANDS = {"history": "harness.history", "batch": "harness.batch.cli", "leaderboard": "harness.results.leaderboard",
-               "report": "harness.report", "ideas": "harness.ideation.cli"}
+               "report": "harness.report", "review": "harness.review_cli", "ideas": "harness.ideation.cli"}
 """`run_harness.py NAME ...`: sub-commands, each a module with main(argv) imported only when named."""
 
 

@@ -54,8 +54,8 @@ class HarnessConfig:
     """Folder of recorded sessions (NAME.jsonl, from a workspace's chat.jsonl) replayed when no model is given."""
     api_base: str | None = None
     """Base URL of an OpenAI-compatible server (ollama, vLLM, llama.cpp)."""
-    stop_after: Stage = "writeup"
-    """Last stage to run: baseline, experiments, plots or writeup (later stages stay pending)."""
+    stop_after: Stage = "review"
+    """Last stage to run: baseline, experiments, plots, writeup or review (later stages stay pending)."""
     max_runs: int = 10
     """Experiment runs the agent may use, baseline not counted."""
     workspace_root: Path = Path("workspaces")
@@ -74,6 +74,10 @@ class HarnessConfig:
     """Failed runs in a row the agent may try to fix before the experiments stage stops."""
     writeup_without_results: bool = False
     """Run the plots and writeup stages even when no experiment run succeeded (normally such an idea ends as failed)."""
+    reviewers: int = 3
+    """Reviewers who each fill the review form for the paper (the review stage), before one meta-review."""
+    improve: bool = False
+    """After the review: one revision of the paper from the meta-review, recompiled and its claims checked again."""
     max_idle_turns: int = 3
     """Replies in a row that leave experiment.py unchanged before the stage stops."""
     edit_format: EditFormat = "diff"
@@ -122,7 +126,7 @@ def field_docs() -> dict[str, str]:
     return docs
 
 
-_POSITIVE = {"max_runs", "max_fix_attempts", "max_idle_turns", "api_attempts", "run_timeout",
+_POSITIVE = {"reviewers", "max_runs", "max_fix_attempts", "max_idle_turns", "api_attempts", "run_timeout",
              "budget_tokens", "request_timeout"}
 _NON_NEGATIVE = {"budget_usd", "api_retry_wait"}
 _POSITIVE |= {"run_memory_gb", "agents", "slots"}
@@ -193,6 +197,8 @@ def _validate(cfg: HarnessConfig, source: str) -> None:
     if cfg.gpus is not None and cfg.gpus != "none" and not all(
             g.strip().isdigit() for g in cfg.gpus.split(",")):
         raise UserError(f"{source}: 'gpus' must be GPU ids like 0,1 or none, got {cfg.gpus!r}")
+    if cfg.reviewers > 10:
+        raise UserError(f"{source}: 'reviewers' must be at most 10, got {cfg.reviewers}")
     if cfg.max_runs > 50:
         raise UserError(f"{source}: 'max_runs' must be at most 50, got {cfg.max_runs}")
 

@@ -18,12 +18,12 @@ from harness.execution.process import kill_stale_group
 from harness.ideas import check_declared_metric, load_idea
 from harness.progress import Progress
 from harness.records.state import STAGES, State, load_state, save_state
-from harness.stages import baseline, experiments, plots, writeup
+from harness.stages import baseline, experiments, plots, review, writeup
 from harness.stages.context import IdeaContext
 from harness.template import load_template
 from harness.workspace import Workspace
 
-RUNNERS = dict(zip(STAGES, (baseline.run, experiments.run, plots.run, writeup.run), strict=True))
+RUNNERS = dict(zip(STAGES, (baseline.run, experiments.run, plots.run, writeup.run, review.run), strict=True))
 """Each stage's entry point, in the order of STAGES (the one place stage names are spelled)."""
 
 
@@ -93,7 +93,7 @@ def _run_stages(ctx: IdeaContext, stages: list, last: int, t0: float) -> None:
         for name, fn in stages:
             if ctx.state.stage_done(name) or STAGES.index(name) > last:
                 continue
-            if name in ("plots", "writeup") and not ctx.cfg.writeup_without_results:
+            if name in ("plots", "writeup", "review") and not ctx.cfg.writeup_without_results:
                 why = experiments.without_results(ctx)
                 if why:
                     _fail(ctx, why)

@@ -64,7 +64,7 @@ def resolve(cfg: HarnessConfig, idea: Idea | None, console: Console) -> ModelCho
                   budget_usd=cfg.budget_usd, budget_tokens=cfg.budget_tokens, model_metadata=cfg.model_metadata)
     kind, _, arg = model.partition(":")
     if kind in ("scripted", "replay") and arg:
-        from harness.agent.replay import load_recording
+        from harness.agent.replay import load_recording, recorded_stages
         from harness.agent.scripted_llm import ScriptedLLM, load_script
 
         if kind == "scripted":
@@ -80,7 +80,8 @@ def resolve(cfg: HarnessConfig, idea: Idea | None, console: Console) -> ModelCho
         beyond = None if kind == "scripted" else render("recording_exhausted").rstrip("\n")
         server = ScriptedLLM(entries, exhausted_reply=beyond).start()
         # model name says what it is in chat.jsonl and state.json; the server ignores it
-        settings = AgentSettings(model=f"openai/{kind}", api_base=server.url, api_key="sk-local", **common)
+        settings = AgentSettings(model=f"openai/{kind}", api_base=server.url, api_key="sk-local",
+                                 replayed_stages=recorded_stages(arg) if kind == "replay" else None, **common)
         return ModelChoice(settings, server, note)
     settings = AgentSettings(model=model, api_base=cfg.api_base, **common)
     check_model_keys(settings)

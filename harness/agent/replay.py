@@ -32,6 +32,19 @@ def recording_path(spec: str) -> Path:
     return path
 
 
+def recorded_stages(spec: str) -> frozenset[str]:
+    """The stages a recording holds successful replies for."""
+    stages = set()
+    for line in recording_path(spec).read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and rec.get("ok", True) and "stage" in rec:
+            stages.add(str(rec["stage"]))
+    return frozenset(stages)
+
+
 def load_recording(spec: str) -> list[Entry]:
     """The recording's successful replies in order, each marked with where it came from."""
     path = recording_path(spec)
@@ -52,7 +65,7 @@ def load_recording(spec: str) -> list[Entry]:
             continue  # failed requests (timeouts, 5xx) were retried; their answers are the next lines
         # recordings made before `request` was logged cannot be checked for divergence
         failed = is_edit_failure(rec["request"]) if "request" in rec else None
-        entries.append(Entry(reply=rec["reply"], edit_failed=failed,
+        entries.append(Entry(reply=rec["reply"], edit_failed=failed, stage=str(rec["stage"]),
                              origin=f"{path.name} line {n} ({rec['stage']} turn {rec.get('turn')})"))
     if not entries:
         raise UserError(f"{path}: the recording holds no successful model replies")

@@ -33,6 +33,12 @@ from harness.errors import UserError
 from harness.records.files import write_json
 
 PREFLIGHT_MARKER = "harness preflight: reply OK"
+STAGE_HEADER = "X-Harness-Stage"
+"""Sent by replayed requests of stages whose recorded replies form their own queue (SIDE_STAGES)."""
+SIDE_STAGES = frozenset({"review"})
+"""Stages a replay serves from their own queue. The review comes after the writeup, whose
+claims correction round happens or not depending on the replayed runs' numbers: in one queue
+that extra request would take the first reviewer's reply and shift every reply after it."""
 """The CLI's is-the-model-there request; answered without consuming the script."""
 
 
@@ -51,6 +57,8 @@ class Entry:
     """Replays only: whether the recorded request reported a failed edit (None: unknown)."""
     origin: str = ""
     """Replays only: where the reply was recorded, for messages."""
+    stage: str = ""
+    """Replays only: the stage the reply was recorded in."""
 
 
 def load_script(path: Path) -> list[Entry]:
@@ -93,8 +101,11 @@ class ScriptedLLM:
 
     def __init__(self, entries: list[Entry], host: str = "127.0.0.1", port: int = 0,
                  exhausted_reply: str | None = None):
-        self.entries = entries
+        self.entries = [e for e in entries if e.stage not in SIDE_STAGES]
+        self.side_entries = [e for e in entries if e.stage in SIDE_STAGES]
+        """Replies recorded in a side stage, served only to requests that name it (STAGE_HEADER)."""
         self.position = 0
+        self.side_position = 0
         self.exhausted_reply = exhausted_reply
         """Answer for requests after the last entry (replays); None: an HTTP 500 (scripts)."""
         self.beyond = 0
@@ -133,13 +144,15 @@ class ScriptedLLM:
             if path.exists():
                 saved = json.loads(path.read_text(encoding="utf-8"))
                 self.position, self._answered = int(saved["position"]), dict(saved["answered"])
+                self.side_position = int(saved.get("side_position", 0))
             else:
                 self._save()
 
     def _save(self) -> None:
         if self._state_path is not None:
             self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(self._state_path, {"position": self.position, "answered": self._answered}, indent=None)
+            write_json(self._state_path, {"position": self.position, "side_position": self.side_position,
+                                          "answered": self._answered}, indent=None)
 
     def __enter__(self):
         return self.start()
@@ -148,8 +161,8 @@ class ScriptedLLM:
         self.stop()
 
     # --- choosing a reply ----------------------------------------------------
-    def choose(self, messages: list[dict[str, Any]]) -> tuple[int, str, float, str]:
-        """-> (http status, reply text, delay, kind)"""
+    def choose(self, messages: list[dict[str, Any]], stage: str = "") -> tuple[int, str, float, str]:
+        """-> (http status, reply text, delay, kind); stage: the request's STAGE_HEADER, if any"""
         system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
         if "commit message" in system:
             return 200, "chore: agent edit", 0.0, "commit-message"
@@ -161,6 +174,8 @@ class ScriptedLLM:
         with self._lock:
             if key in self._answered:
                 return 200, self._answered[key], 0.0, "repeat"
+            if stage in SIDE_STAGES and self.side_entries:
+                return self._side(key)
             if self.position >= len(self.entries):
                 self.beyond += 1
                 if self.exhausted_reply is not None:
@@ -184,6 +199,16 @@ class ScriptedLLM:
                 self._answered[key] = entry.reply
             self._save()
             return entry.status, entry.reply, entry.delay, "script"
+
+    def _side(self, key: str) -> tuple[int, str, float, str]:
+        if self.side_position >= len(self.side_entries):
+            self.beyond += 1
+            return 200, self.exhausted_reply or "", 0.0, "beyond"
+        entry = self.side_entries[self.side_position]
+        self.side_position += 1
+        self._answered[key] = entry.reply
+        self._save()
+        return 200, entry.reply, 0.0, "script"
 
     def _handler_class(self):
         llm = self
@@ -218,7 +243,7 @@ class ScriptedLLM:
                 except json.JSONDecodeError:
                     return self._send_json(400, {"error": {"message": "bad JSON"}})
                 messages = req.get("messages", [])
-                status, text, delay, kind = llm.choose(messages)
+                status, text, delay, kind = llm.choose(messages, self.headers.get(STAGE_HEADER, ""))
                 llm.requests.append({"messages": messages, "stream": bool(req.get("stream")),
                                      "kind": kind, "status": status})
                 if delay:

@@ -41,6 +41,7 @@ from tenacity import (  # noqa: E402
 from harness.agent.chatlog import CHAT_LOG, read_totals  # noqa: E402
 from harness.agent.edit_guard import guard_edits  # noqa: E402
 from harness.agent.masking import mask_secrets  # noqa: E402
+from harness.agent.scripted_llm import SIDE_STAGES, STAGE_HEADER  # noqa: E402
 from harness.errors import IdeaStopped, UserError  # noqa: E402
 from harness.records.files import write_json
 
@@ -77,6 +78,9 @@ class AgentSettings:
     budget_usd: float | None = None
     budget_tokens: int | None = None
     model_metadata: dict = field(default_factory=dict)
+    replayed_stages: frozenset[str] | None = None
+    """When replaying a recording: the stages it holds replies for (a stage it lacks, made
+    after it was recorded, is skipped rather than fed replies meant for other requests)."""
 
 
 @dataclass
@@ -215,6 +219,9 @@ class ChatSession:
         self.history_path = history_path
         self.io = _QuietIO(agent.workspace / "harness.log")
         self.model = register_model(agent.settings)
+        if agent.settings.replayed_stages is not None and stage in SIDE_STAGES:
+            # a replay serves this stage's replies from their own queue (see scripted_llm)
+            self.model.extra_params = {**self.model.extra_params, "extra_headers": {STAGE_HEADER: stage}}
         done, cur = [], []
         if history_path and history_path.exists():
             saved = json.loads(history_path.read_text(encoding="utf-8"))

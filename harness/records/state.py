@@ -17,7 +17,7 @@ from harness.records.files import write_atomic
 
 STATE_FILE = "state.json"
 BACKUP_FILE = "state.json.bak"
-Stage = Literal["baseline", "experiments", "plots", "writeup"]
+Stage = Literal["baseline", "experiments", "plots", "writeup", "review"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 """The stages of an idea, in order: the one place their names are spelled."""
 StageStatus = Literal["pending", "running", "done", "failed", "skipped", "stopped"]
@@ -80,6 +80,20 @@ class WriteupProgress:
 
 
 @dataclass
+class ReviewProgress:
+    reviewers: list[dict[str, Any]] = field(default_factory=list)
+    """One record per reviewer asked so far (its form, or why it was dropped), in order; a
+    resumed stage asks only the reviewers after these."""
+    meta: dict[str, Any] | None = None
+    """The meta-review once written."""
+    revised: bool = False
+    """--improve: the paper has been revised from the meta-review."""
+    revision: dict[str, Any] | None = None
+    """What the revision changed (claims-check findings before and after, compile)."""
+    outcome: str = ""
+
+
+@dataclass
 class State:
     idea: str
     template: str
@@ -90,6 +104,7 @@ class State:
     experiments: ExperimentsProgress = field(default_factory=ExperimentsProgress)
     plots: PlotsProgress = field(default_factory=PlotsProgress)
     writeup: WriteupProgress = field(default_factory=WriteupProgress)
+    review: ReviewProgress = field(default_factory=ReviewProgress)
     undone: list[dict[str, str]] = field(default_factory=list)
     """What the harness undid: edits to files a stage did not hand the agent, links and
     other special files runs left. Each: stage, when (turn or run), path, action, detail."""
@@ -126,6 +141,7 @@ def _parse(path: Path) -> State:
         state.experiments = _from_dict(ExperimentsProgress, data.get("experiments", {}))
         state.plots = _from_dict(PlotsProgress, data.get("plots", {}))
         state.writeup = _from_dict(WriteupProgress, data.get("writeup", {}))
+        state.review = _from_dict(ReviewProgress, data.get("review", {}))
         _upgrade_notes(state, data.get("notes"))
     except (TypeError, AttributeError) as exc:
         raise _Corrupt(f"not the shape this harness writes: {exc}") from None

@@ -20,7 +20,7 @@ from harness.results.store import IdeaRow, MetricDef, RunRow, Store
 
 MAX_DIFF_LINES = 400
 RUN_FILES = ("final_info.json", "meta.json", "stdout.log", "stderr.log")
-WORKSPACE_LINKS = (("paper", "paper.pdf"), ("claims check", "claims.json"), ("harness log", "harness.log"),
+WORKSPACE_LINKS = (("paper", "paper.pdf"), ("claims check", "claims.json"), ("review", "review.json"), ("harness log", "harness.log"),
                    ("model calls", "chat.jsonl"), ("notes", "notes.txt"), ("idea", "idea.json"))
 
 
@@ -75,6 +75,17 @@ class Claims:
 
 
 @dataclass
+class ReviewView:
+    present: bool
+    reviewers: list[dict] = field(default_factory=list)
+    """Each: reviewer, status (ok | dropped), reason, and the form's fields when there is one."""
+    meta: dict | None = None
+    meta_note: str = ""
+    findings: list[dict] = field(default_factory=list)
+    revision: dict | None = None
+
+
+@dataclass
 class IdeaReport:
     idea: IdeaRow
     metrics: list[MetricDef]
@@ -84,6 +95,7 @@ class IdeaReport:
     costs: list[StageCost]
     claims: Claims
     links: list[tuple[str, str]]
+    review: ReviewView = field(default_factory=lambda: ReviewView(False))
 
 
 _fmt = fmt_short
@@ -154,6 +166,24 @@ def claims(ws: Path) -> Claims:
     return Claims(True, int(data.get("claims", len(results))), [r for r in results if r.get("status") != "ok"])
 
 
+def review(ws: Path) -> ReviewView:
+    """review.json as written by the review stage; read leniently (a report never fails on it)."""
+    data = read_json(ws / "review.json")
+    if not isinstance(data, dict):
+        return ReviewView(False)
+    reviewers = []
+    for o in data.get("reviewers") or []:
+        if isinstance(o, dict):
+            form = o.get("review") if isinstance(o.get("review"), dict) else {}
+            reviewers.append({**form, "reviewer": o.get("reviewer"), "status": o.get("status", "?"),
+                              "reason": o.get("reason", "")})
+    evidence = data.get("evidence") if isinstance(data.get("evidence"), dict) else {}
+    meta = data.get("meta_review") if isinstance(data.get("meta_review"), dict) else None
+    return ReviewView(True, reviewers, meta, str(data.get("meta_note") or ""),
+                      [f for f in evidence.get("findings", []) if isinstance(f, dict)],
+                      data.get("revision") if isinstance(data.get("revision"), dict) else None)
+
+
 def idea_report(ws: Path, store: Store) -> IdeaReport:
     store.sync_workspace(ws)
     idea = store.idea_by_path(ws)
@@ -166,7 +196,7 @@ def idea_report(ws: Path, store: Store) -> IdeaReport:
     figures = sorted(p.name for p in ws.glob("*.png") if p.is_file())
     links = [(label, rel) for label, rel in WORKSPACE_LINKS if (ws / rel).is_file()]
     return IdeaReport(idea, metrics, run_lines(ws, runs, metrics), figures, commits(ws), stage_costs(ws),
-                      claims(ws), links)
+                      claims(ws), links, review(ws))
 
 
 @dataclass

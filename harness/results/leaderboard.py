@@ -136,12 +136,54 @@ def render(board: Leaderboard, console: Console, top_runs: int = 20) -> None:
     console.print(runs)
 
 
+REVIEW = "review"
+"""`--metric review`: rank ideas by their meta-review's overall score (review.json), not by a run metric."""
+
+
+@dataclass
+class ReviewStanding:
+    row: IdeaRow
+    overall: float | None
+    decision: str
+    kept: str
+    """Reviews kept of reviewers asked, e.g. 3/3."""
+
+
+def build_by_review(store: Store, batch: str | None = None) -> list[ReviewStanding]:
+    from harness.records.files import read_json
+
+    out = []
+    for idea in store.ideas(batch):
+        data = read_json(Path(idea.workspace) / "review.json")
+        data = data if isinstance(data, dict) else {}
+        meta = data.get("meta_review") if isinstance(data.get("meta_review"), dict) else {}
+        reviewers = [o for o in data.get("reviewers") or [] if isinstance(o, dict)]
+        score = meta.get("overall")
+        out.append(ReviewStanding(idea, float(score) if isinstance(score, (int, float)) else None,
+                                  str(meta.get("decision", "")),
+                                  f"{sum(o.get('status') == 'ok' for o in reviewers)}/{len(reviewers)}" if data else "-"))
+    out.sort(key=lambda s: (s.overall is None, -(s.overall or 0.0), s.row.idea))
+    return out
+
+
+def render_reviews(board: list[ReviewStanding], console: Console) -> None:
+    table = Table(title="Ideas ranked by the meta-review's overall score (1-10, higher is better)")
+    for col in ("#", "idea", "status", "overall", "decision", "reviews kept", "note"):
+        table.add_column(col, overflow="fold")
+    for rank, s in enumerate(board, 1):
+        note = s.row.error or (f"paper: {s.row.paper}" if s.row.paper else s.row.stage)
+        table.add_row(str(rank), s.row.idea, s.row.status, "-" if s.overall is None else f"{s.overall:g}",
+                      s.decision or "-", s.kept, note[:160] if s.overall is not None else "no review.json yet")
+    console.print(table)
+
+
 def main(argv: list[str]) -> int:
     """`run_harness.py leaderboard [--metric M] [--batch DIR] [--workspace-root DIR] [--rebuild]`"""
     from harness.arguments import subparser
 
     p = subparser("leaderboard", "Rank ideas and their runs against their baselines, from the results store.")
-    p.add_argument("--metric", help="metric name or label to rank by (default: the template's first metric)")
+    p.add_argument("--metric", help="metric name or label to rank by (default: the template's first metric); "
+                                    "`review`: the meta-review's overall score")
     p.add_argument("--batch", type=Path, metavar="DIR", help="only the ideas of this batch folder")
     p.add_argument("--workspace-root", dest="workspace_root", type=Path, default=Path("workspaces"), metavar="DIR",
                    help="where the workspaces and results.sqlite are (default: workspaces)")
@@ -161,7 +203,11 @@ def main(argv: list[str]) -> int:
             store.rebuild(args.workspace_root)
         else:
             store.sync_root(args.workspace_root)
-        render(build(store, args.metric, batch), Console(highlight=False, width=200), args.runs)
+        console = Console(highlight=False, width=200)
+        if args.metric == REVIEW:
+            render_reviews(build_by_review(store, batch), console)
+        else:
+            render(build(store, args.metric, batch), console, args.runs)
     finally:
         store.close()
     return 0

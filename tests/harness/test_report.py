@@ -84,7 +84,7 @@ def test_report_links_resolve(local_batch):
     ws = b.workspace(GOOD[0])
     page = _Links()
     page.feed((ws / "report.html").read_text())
-    for needed in ("paper.pdf", "harness.log", "chat.jsonl", "claims.json", "metrics_by_run.png",
+    for needed in ("paper.pdf", "harness.log", "chat.jsonl", "claims.json", "review.json", "metrics_by_run.png",
                    "run_3/stderr.log", "run_0/final_info.json"):
         assert needed in page.targets, needed
     for target in page.targets:
@@ -119,6 +119,10 @@ def test_report_in_headless_chromium(local_batch, tmp_path):
                  for x in (ws / "chat.jsonl").read_text().splitlines())
     assert f"total {len((ws / 'chat.jsonl').read_text().splitlines())} {tokens}" in text
     assert "[writeup] title and abstract" in text  # the agent's commits, by stage and turn
+    review = json.loads((ws / "review.json").read_text())  # the review stage's meta-review and forms
+    meta = review["meta_review"]
+    assert f"Meta-review: overall {meta['overall']:g}/10, {meta['decision']}" in text
+    assert " ".join(review["reviewers"][0]["review"]["soundness_evidence"].split()[:8]) in text
 
 
 @needs_chromium
