@@ -9,8 +9,11 @@ templates/sae_variants with its default configuration, one after the other:
   2. warm: the same cache, as every later run and idea sees it;
   3. broken: the warm setting with the trained decoder replaced by random unit rows, which the
      template's degenerate rules must flag.
-Prints wall times, the share of the warm run spent in LM forward passes, SAE training
-throughput and the headline metrics.
+Each run is followed by the evaluation step the harness runs after it (template.yaml's
+`evaluation`: `python -m saekit.evaluate_run` on the run's exported SAE), timed on its own.
+Prints wall times (experiment.py, evaluation step, and the two together: what a warm run costs
+the harness), the share spent in LM forward passes, SAE training throughput and the headline
+metrics (the evaluation's).
 """
 
 from __future__ import annotations
@@ -40,18 +43,22 @@ def make_workspace(root: Path) -> Path:
     return ws
 
 
-def run(ws: Path, cache: Path, out: str) -> tuple[float, dict]:
+def run(ws: Path, cache: Path, out: str) -> tuple[tuple[float, float], dict]:
+    """experiment.py, then the evaluation step; ((run wall, evaluation wall), merged results)."""
     env = {**os.environ, "SAE_HARNESS_CACHE": str(cache)}
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}"], cwd=ws, env=env,
-                          capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    (ws / out).mkdir(exist_ok=True)
-    (ws / out / "stdout.log").write_text(proc.stdout)
-    (ws / out / "stderr.log").write_text(proc.stderr)
-    if proc.returncode != 0:
-        sys.exit(f"{out} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return wall, json.loads((ws / out / "final_info.json").read_text())
+    walls = []
+    for name, argv in (("run", ["experiment.py", f"--out_dir={out}"]),
+                       ("evaluation", ["-m", "saekit.evaluate_run", "--run_dir", out, "--out", f"{out}/evaluation.json"])):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, *argv], cwd=ws, env=env, capture_output=True, text=True)
+        walls.append(time.perf_counter() - start)
+        (ws / out).mkdir(exist_ok=True)
+        (ws / out / f"{name}.stdout.log").write_text(proc.stdout)
+        (ws / out / f"{name}.stderr.log").write_text(proc.stderr)
+        if proc.returncode != 0:
+            sys.exit(f"{out} {name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    info = json.loads((ws / out / "final_info.json").read_text())
+    return (walls[0], walls[1]), info | json.loads((ws / out / "evaluation.json").read_text())
 
 
 def lookup(info: dict, path: str):
@@ -73,20 +80,25 @@ def degenerate_flags(info: dict) -> list[str]:
     return flags
 
 
-def summary(name: str, wall: float, info: dict) -> None:
+def summary(name: str, walls: tuple[float, float], info: dict) -> None:
     core = info["core evaluation results"]["eval_result_metrics"]
-    run_info = info["run info"]
+    run_info, ev_info = info["run info"], info["evaluation info"]
     training = info["training results"]["final_info"]
     rq = core["reconstruction_quality"]
+    wall = sum(walls)
     print(f"\n== {name} run ==")
-    print(f"wall time                          {wall:7.1f} s   (inside the run: {run_info['seconds_total']:.1f} s)")
+    print(f"total (run + evaluation step)      {wall:7.1f} s")
+    print(f"experiment.py wall time            {walls[0]:7.1f} s   (inside the run: {run_info['seconds_total']:.1f} s)")
     print(f"  prepare (model, caches)          {run_info['seconds_prepare']:7.1f} s")
     print(f"  SAE training                     {run_info['seconds_training']:7.1f} s   "
           f"{training['tokens_per_second']:,.0f} tokens/s, {training['training_tokens']:,} tokens")
-    for k, v in run_info["seconds_eval"].items():
+    print(f"evaluation step wall time          {walls[1]:7.1f} s   (inside it: {ev_info['seconds_total']:.1f} s)")
+    print(f"  prepare (model, caches checked)  {ev_info['seconds_prepare']:7.1f} s")
+    for k, v in ev_info["seconds_eval"].items():
         print(f"  eval {k:28s}{v:7.1f} s")
-    print(f"  LM forward passes                {run_info['seconds_lm_forward']:7.1f} s   "
-          f"({run_info['lm_forward_calls']} calls) = {100 * run_info['seconds_lm_forward'] / wall:.1f} % of wall time")
+    lm_s = run_info["seconds_lm_forward"] + ev_info["seconds_lm_forward"]
+    print(f"  LM forward passes                {lm_s:7.1f} s   "
+          f"({run_info['lm_forward_calls'] + ev_info['lm_forward_calls']} calls) = {100 * lm_s / wall:.1f} % of wall time")
     print(f"explained variance                 {rq['explained_variance']:.4f}")
     print(f"  without dominant dimension       {rq['explained_variance_excl_dominant_dim']:.4f}")
     print(f"  sae_bench 0.6.0 formula          {rq['explained_variance_saebench_0_6_0']:.4f}")
