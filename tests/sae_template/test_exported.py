@@ -43,6 +43,7 @@ def test_the_exported_sae_computes_what_the_sae_computes(experiment, template_di
         sae.b_dec.data = torch.randn(576) * 0.1
     save_for_evaluation(sae, tmp_path, bench)
     loaded = ExportedSAE.load(tmp_path, bench)
+    loaded.eval()  # every eval calls it: the exported graphs must not be asked to switch modes
     for shape in ((1, 576), (7, 576), (2, 5, 576)):  # batches of one and the evals' [batch, seq, d]
         x = torch.randn(*shape) * 3
         with torch.no_grad():

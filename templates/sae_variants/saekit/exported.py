@@ -123,17 +123,19 @@ class ExportedSAE(BaseSAE):
         self.cfg.architecture = info.get("architecture", "custom")
         self.cfg.architecture_str = self.cfg.architecture
         self.cfg.context_size = cfg.context_length
-        self._encode = torch.export.load(str(folder / ENCODE_FILE)).module()
-        self._decode = torch.export.load(str(folder / DECODE_FILE)).module()
+        # kept in a plain dict, not as submodules: an exported module refuses train()/eval(),
+        # which the evals call on the SAE (and it has no training mode to switch anyway)
+        self._graphs = {"encode": torch.export.load(str(folder / ENCODE_FILE)).module(),
+                        "decode": torch.export.load(str(folder / DECODE_FILE)).module()}
         with torch.no_grad():
             zero = torch.zeros(2, d_sae)
-            b_dec = self._decode(zero)[0]
+            b_dec = self._graphs["decode"](zero)[0]
             rows = []
             for start in range(0, d_sae, DERIVE_CHUNK):
                 eye = torch.eye(d_sae)[start : start + DERIVE_CHUNK]
                 if len(eye) < 2:
                     eye = torch.cat([eye, torch.zeros(1, d_sae)])[: max(2, len(eye))]
-                rows.append(self._decode(eye)[: min(DERIVE_CHUNK, d_sae - start)] - b_dec)
+                rows.append(self._graphs["decode"](eye)[: min(DERIVE_CHUNK, d_sae - start)] - b_dec)
             self.W_dec.data = torch.cat(rows)
             self.b_dec.data = b_dec
             self.W_enc.data, self.b_enc.data = self._encoder_weights(folder, d_in, d_sae)
@@ -167,10 +169,10 @@ class ExportedSAE(BaseSAE):
         return fn(flat)[:n].reshape(*lead, width).to(x.dtype)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._flat(self._encode, x, self.cfg.d_sae)
+        return self._flat(self._graphs["encode"], x, self.cfg.d_sae)
 
     def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self._flat(self._decode, feature_acts, self.cfg.d_in)
+        return self._flat(self._graphs["decode"], feature_acts, self.cfg.d_in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
