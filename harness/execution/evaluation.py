@@ -97,5 +97,11 @@ def evaluate_run(workspace: Path, spec: TemplateSpec, run_dir: Path, settings: d
     harness_copy.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(harness_copy, text)
     write_atomic(run_dir / ev.output, text)
+    # what the step wrote beside its results (sae_bench's per-latent metrics, its log) is for
+    # people: it goes to the run folder, the harness reads none of it
+    staged = {OUTPUT, "stdout.log", "stderr.log", spec.settings_file or ""} | {c.rstrip("/") for c in ev.code}
+    for extra in folder.iterdir():
+        if extra.is_file() and not extra.is_symlink() and extra.name not in staged and extra.name != ev.output:
+            shutil.copy2(extra, run_dir / extra.name)
     shutil.rmtree(folder, ignore_errors=True)
     return EvaluationOutcome("", seconds, sections)
