@@ -62,9 +62,12 @@ def _stage_code(spec: TemplateSpec, folder: Path, settings: dict[str, Any]) -> N
 
 def evaluate_run(workspace: Path, spec: TemplateSpec, run_dir: Path, settings: dict[str, Any],
                  sandbox: Sandbox | None = None, slots: SlotPool | None = None,
-                 on_start: Callable[[int], None] | None = None) -> EvaluationOutcome:
+                 on_start: Callable[[int], None] | None = None, cache_writable: bool = False) -> EvaluationOutcome:
     """Score `run_dir` with the template's evaluation step; writes the harness's copy and the
-    run folder's copy, or returns why it could not."""
+    run folder's copy, or returns why it could not. `cache_writable`: only for the baseline's
+    run_0, whose evaluation completes the shared cache (e.g. absorption's memo of prompt
+    activations, which every later evaluation would otherwise recompute); never for a run
+    whose code the agent wrote."""
     ev = spec.evaluation
     assert ev is not None
     start = time.monotonic()
@@ -76,7 +79,7 @@ def evaluate_run(workspace: Path, spec: TemplateSpec, run_dir: Path, settings: d
                part.replace("{run_dir}", str(run_abs)).replace("{out}", str(out)) for part in ev.command]
     proc = run_process(command, folder, folder / "stdout.log", folder / "stderr.log", ev.timeout,
                        env=scrubbed_env(), on_start=on_start, sandbox=sandbox, slots=slots,
-                       slot_label=f"evaluate {run_dir.name}", readable=(run_abs,))
+                       slot_label=f"evaluate {run_dir.name}", readable=(run_abs,), cache_writable=cache_writable)
     seconds = time.monotonic() - start
     log = (folder / "stdout.log").read_text(errors="replace") + (folder / "stderr.log").read_text(errors="replace")
     write_atomic(run_dir / LOG, log)

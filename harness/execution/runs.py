@@ -80,7 +80,7 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
     evaluation_s = 0.0
     if not error and spec.evaluation is not None:
         evaluated = evaluate_run(workspace, spec, folder, settings or {}, sandbox=sandbox, slots=slots,
-                                 on_start=on_start)
+                                 on_start=on_start, cache_writable=cache_writable)
         evaluation_s, error = evaluated.seconds, evaluated.error
         if not error:
             try:
