@@ -159,6 +159,7 @@ def _get(node, path):
     return node
 
 
+@pytest.mark.timeout(4500)  # a cold run_0 and three evaluations: 33 min for run_0 + run_1 at load 15-18
 def test_runs_cannot_report_their_own_scores(harness):
     cache = harness.home / ".cache" / "sae_harness" / "activations"
     link_shared(cache, READ_ONLY_KINDS)
@@ -169,8 +170,8 @@ def test_runs_cannot_report_their_own_scores(harness):
                    {"expect": "Run 1 finished", "reply": tamper},
                    {"expect": "Run 2 finished", "reply": edit("experiment.py", ENCODE, BRANCHY)},
                    {"expect": "Run 3 failed", "reply": "ALL_COMPLETED"}])
-    cfg = harness.write_config({"template_settings": TINY, "run_timeout": 900})
-    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=1800)
+    cfg = harness.write_config({"template_settings": TINY, "run_timeout": 1800})
+    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=4200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     keep_built(cache)
     ws = r.workspace
