@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.records.state import State
-from harness.results.metrics import _fmt, read_final_info, summarise
+from harness.results.metrics import _fmt, read_results, summarise
 from harness.template import TemplateSpec
 
 
@@ -62,7 +62,7 @@ def run_table(spec: TemplateSpec, workspace: Path, state: State) -> Table:
     summaries = {}
     for r in runs:
         try:
-            summaries[r.index] = summarise(spec, r.index, read_final_info(workspace / r.folder))
+            summaries[r.index] = summarise(spec, r.index, read_results(spec, workspace / r.folder).info)
         except Exception:  # noqa: BLE001 - a run folder edited by hand must not hide the rest
             continue
     base = summaries.get(0)

@@ -77,6 +77,22 @@ class DegenerateRule:
 
 
 @dataclass(frozen=True)
+class Evaluation:
+    """The template's evaluation step: protected code the harness runs on a finished run's folder,
+    in a private folder of its own, so that the numbers everyone reads are not the agent's."""
+
+    command: tuple[str, ...]
+    """argv; `python` is the template's interpreter, `{run_dir}` the run folder (read-only to the
+    step) and `{out}` the file the step must write (a JSON object of result sections)."""
+    code: tuple[str, ...]
+    """Protected files and folders copied from the template source (never the workspace) into the
+    step's folder; the settings file is added, rebuilt from the template and the harness config."""
+    output: str = "evaluation.json"
+    """Name of the copy written into each run folder, for people and plot.py."""
+    timeout: int = 1800
+
+
+@dataclass(frozen=True)
 class TemplateSpec:
     name: str
     root: Path
@@ -98,6 +114,9 @@ class TemplateSpec:
     settings_file: str | None = None
     """A YAML file of the template's own settings that the harness config may override
     (`template_settings`) in each new workspace, e.g. a smaller model or fewer tokens."""
+    evaluation: Evaluation | None = None
+    """None: the run's own final_info.json is all there is, and its numbers are labelled
+    self-reported wherever they appear."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def cache_folder(self) -> Path | None:
@@ -124,7 +143,11 @@ class TemplateSpec:
         stamp = envs_dir() / self.python_env / ".stamp"
         if stamp.exists():
             h.update(stamp.read_bytes())
-        for rel in self.baseline_inputs:
+        inputs = self.baseline_inputs
+        if self.evaluation is not None:  # run_0's numbers come from the evaluation step too
+            h.update(repr(self.evaluation).encode())
+            inputs = inputs + tuple(c for c in self.evaluation.code if c not in inputs)
+        for rel in inputs:
             p = root / rel
             files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
             for f in files:
@@ -172,6 +195,36 @@ def _str_list(data: dict, key: str, src: str) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _evaluation(data: dict, root: Path, protected: tuple[str, ...], src: str) -> Evaluation | None:
+    block = data.get("evaluation")
+    if block is None:
+        return None
+    where = f"{src}: evaluation"
+    if not isinstance(block, dict) or set(block) - {"command", "code", "output", "timeout"}:
+        raise UserError(f"{where} must be a mapping of command, code, output and timeout "
+                        f"(e.g. {{command: [python, -m, saekit.evaluate_run, --run_dir, '{{run_dir}}', "
+                        f"--out, '{{out}}'], code: [saekit/]}})")
+    command = block.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(x, str) for x in command):
+        raise UserError(f"{where}.command must be a non-empty list of strings, e.g. [python, -m, my.eval]")
+    if not any("{out}" in x for x in command):
+        raise UserError(f"{where}.command must pass '{{out}}', the file the step writes its results to")
+    code = _str_list(block, "code", where)
+    for rel in code:
+        if not (root / rel).exists():
+            raise UserError(f"{where}.code: {rel} does not exist in {root}; list files of the template")
+        if not any(rel.rstrip("/") == p.rstrip("/") or rel.startswith(p) for p in protected):
+            raise UserError(f"{where}.code: {rel} is not protected; add it to 'protected', or the agent "
+                            f"could edit the code that scores it")
+    output = block.get("output", "evaluation.json")
+    if not isinstance(output, str) or "/" in output or output in ("final_info.json", "meta.json"):
+        raise UserError(f"{where}.output must be a plain file name other than final_info.json and meta.json")
+    timeout = block.get("timeout", 1800)
+    if not isinstance(timeout, int) or timeout <= 0:
+        raise UserError(f"{where}.timeout must be a positive whole number of seconds")
+    return Evaluation(command=tuple(command), code=code, output=output, timeout=timeout)
+
+
 def find_template(name_or_path: str) -> Path:
     p = Path(name_or_path)
     for cand in (p, resource_dir("templates") / name_or_path):
@@ -205,10 +258,11 @@ def load_template(name_or_path: str) -> TemplateSpec:
         rules.append(DegenerateRule(r["metric"], r["op"], float(r["value"]), str(r.get("reason", ""))))
     known_keys = {"name", "description", "python_env", "run_timeout", "editable", "protected",
                   "baseline_inputs", "metrics", "degenerate", "settings_file", "cache_env",
-                  "cache_dir"}
+                  "cache_dir", "evaluation"}
     timeout = data.get("run_timeout", 1800)
     if not isinstance(timeout, int) or timeout <= 0:
         raise UserError(f"{src}: 'run_timeout' must be a positive whole number of seconds")
+    protected = _str_list(data, "protected", src)
     return TemplateSpec(
         name=str(data.get("name", root.name)),
         root=root,
@@ -216,12 +270,13 @@ def load_template(name_or_path: str) -> TemplateSpec:
         python_env=str(data.get("python_env", "sae")),
         run_timeout=timeout,
         editable=_str_list(data, "editable", src) or ("experiment.py",),
-        protected=_str_list(data, "protected", src),
+        protected=protected,
         baseline_inputs=_str_list(data, "baseline_inputs", src) or ("experiment.py",),
         metrics=tuple(metrics),
         degenerate=tuple(rules),
         settings_file=str(data["settings_file"]) if data.get("settings_file") else None,
         cache_env=_str_list(data, "cache_env", src),
         cache_dir=str(data["cache_dir"]) if data.get("cache_dir") else None,
+        evaluation=_evaluation(data, root, protected, src),
         extra={k: v for k, v in data.items() if k not in known_keys},
     )

@@ -194,7 +194,7 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
                 timeout_s: float, env: dict[str, str] | None = None,
                 on_start=None, sandbox: Sandbox | None = None,
                 slots: SlotPool | None = None, slot_label: str = "",
-                cache_writable: bool = False) -> ProcessResult:
+                cache_writable: bool = False, readable: tuple[Path, ...] = ()) -> ProcessResult:
     """Run `command` in `cwd`, output to files, killed with its whole group on timeout.
 
     `on_start(pgid)` is called once the process exists, so the caller can record the
@@ -202,6 +202,7 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
     With `slots` (a batch), a device slot is held for exactly the life of the process,
     and the process sees only that slot's device. `cache_writable`: the template's shared
     cache may be written (only for run_0, which builds it from unmodified template code).
+    `readable`: further folders the sandboxed command may read (the evaluation: the run folder).
     """
     env = dict(env if env is not None else scrubbed_env())
     if sandbox:
@@ -216,7 +217,7 @@ def run_process(command: list[str], cwd: Path, stdout_path: Path, stderr_path: P
         started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         t0 = time.monotonic()
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            argv = sandbox.wrap(command, cwd, cache_writable=cache_writable) if sandbox else command
+            argv = sandbox.wrap(command, cwd, cache_writable=cache_writable, readable=readable) if sandbox else command
             proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                     env=env, start_new_session=True,
                                     preexec_fn=sandbox.limit if sandbox else None)

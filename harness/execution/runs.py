@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from harness.execution.evaluation import evaluate_run
 from harness.execution.process import (
     ProcessResult,
     run_process,
@@ -15,7 +16,7 @@ from harness.execution.process import (
 )
 from harness.execution.sandbox import Sandbox
 from harness.records.run_meta import RunMeta, write_meta
-from harness.results.metrics import ResultsError, read_final_info
+from harness.results.metrics import ResultsError, read_final_info, read_results
 from harness.template import TemplateSpec
 from harness.workspace import RevertedEdit, Workspace
 
@@ -35,6 +36,9 @@ class RunOutcome:
     """Why the run counts as failed ('' if it succeeded)."""
     removed: list[RevertedEdit] = field(default_factory=list)
     """Links and other special files the run left, removed (see links.py)."""
+    mismatch: list[str] = field(default_factory=list)
+    """Where the run's own final_info.json disagrees with the harness's evaluation."""
+    evaluation_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -46,7 +50,11 @@ class RunOutcome:
 
 def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: float, commit: str,
                    on_start: Callable[[int], None] | None = None, sandbox: Sandbox | None = None,
-                   slots: SlotPool | None = None, cache_writable: bool = False) -> RunOutcome:
+                   slots: SlotPool | None = None, cache_writable: bool = False,
+                   settings: dict[str, Any] | None = None) -> RunOutcome:
+    """Run experiment.py, then (when the template declares one) the harness's evaluation of what
+    it saved. `settings`: the harness config's template_settings, for the evaluation's own copy
+    of the settings file."""
     folder = workspace / f"run_{index}"
     if folder.exists():
         shutil.rmtree(folder)  # callers move anything worth keeping aside first
@@ -68,11 +76,25 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
             info = read_final_info(folder)
         except ResultsError as exc:
             error = str(exc)
+    mismatch: list[str] = []
+    evaluation_s = 0.0
+    if not error and spec.evaluation is not None:
+        evaluated = evaluate_run(workspace, spec, folder, settings or {}, sandbox=sandbox, slots=slots,
+                                 on_start=on_start, cache_writable=cache_writable)
+        evaluation_s, error = evaluated.seconds, evaluated.error
+        if not error:
+            try:
+                results = read_results(spec, folder)
+                info, mismatch = results.info, results.mismatch
+            except ResultsError as exc:
+                error = str(exc)
     write_meta(folder, RunMeta(**asdict(proc), run=index, commit=commit, status="ok" if not error else "failed",
                                error=error, command_line=f"python experiment.py --out_dir=run_{index}",
                                isolation=sandbox.describe() if sandbox else "process (no limits)",
-                               removed=[r.describe() for r in removed], python=command[0]))
-    return RunOutcome(index, folder, proc, info, error, removed)
+                               removed=[r.describe() for r in removed], python=command[0],
+                               evaluation_s=evaluation_s, mismatch=mismatch,
+                               self_reported=spec.evaluation is None))
+    return RunOutcome(index, folder, proc, info, error, removed, mismatch, evaluation_s)
 
 
 def set_aside(workspace: Path, index: int, kind: str) -> Path | None:

@@ -50,6 +50,7 @@ from harness.paper.comparisons import RunValues, Statement, find_statements
 from harness.paper.texscan import mask, plain_numbers, scan, sentence_breaks
 from harness.records.files import read_json
 from harness.records.run_meta import read_meta
+from harness.results.metrics import ResultsError, read_results
 from harness.template import TemplateSpec, load_template
 
 CLAIMS_FILE = "claims.json"
@@ -64,7 +65,7 @@ DERIVED_SLACK = 10
 0.0421 and 0.0370 pin a relative change to 12.1 +- 0.2 %, which backs "12.1%"."""
 
 # Sources of equal standing are ranked: run files first, then notes, then the idea.
-_PRIORITY = {"final_info": 0, "meta": 1, "notes": 2, "idea": 3}
+_PRIORITY = {"evaluation": 0, "final_info": 0, "meta": 1, "notes": 2, "idea": 3}
 # A derived number is a comparison and reads like one: "improves EV by 0.02",
 # "a 12\\% reduction", "95\\% of the baseline's", "lower than". Without such a word near
 # it, a number is a stated value and must be found as a value.
@@ -226,7 +227,10 @@ class KnownValues:
                 self.add_text(data, f"{source}:{path}" if path else source)
 
     @classmethod
-    def from_workspace(cls, ws: Path) -> "KnownValues":
+    def from_workspace(cls, ws: Path, spec: TemplateSpec | None = None) -> "KnownValues":
+        """With a template that has an evaluation step, a run's numbers are the harness's
+        (results.metrics.read_results); its own final_info.json adds only what the evaluation
+        does not cover (training logs, timings), so a number the run made up matches nothing."""
         ws = Path(ws)
         known = cls()
         failed_in_state = _failed_in_state(ws)
@@ -235,13 +239,19 @@ class KnownValues:
             if not m or not run_dir.is_dir():
                 continue
             n = int(m.group(1))
-            info = read_json(run_dir / "final_info.json")
+            info, source = read_json(run_dir / "final_info.json"), f"{run_dir.name}/final_info.json"
+            if spec is not None and spec.evaluation is not None and isinstance(info, dict):
+                try:
+                    info = read_results(spec, run_dir).info
+                    source = f"{run_dir.name}/{spec.evaluation.output} (harness)"
+                except ResultsError:
+                    info = None  # not scored by the harness: the run did not complete
             meta = read_meta(run_dir)
             if not isinstance(info, dict) or n in failed_in_state or (meta is not None and meta.process_failed):
                 known.failed_runs.add(n)
                 continue
             known.completed_runs.add(n)
-            known.add_json(info, f"{run_dir.name}/final_info.json")
+            known.add_json(info, source)
             if meta is not None:
                 known.add_json(meta.duration_s, f"{run_dir.name}/meta.json", "duration_s")
                 for key in ("config", "seed"):  # written by templates that record them
@@ -462,7 +472,7 @@ def _distance(c: Claim, a: _Operand, b: _Operand) -> int:
 
 def _metric_keys(sources: list[str]) -> frozenset[str]:
     """The result keys a value was found under ("core.mse" from run_2/final_info.json:core.mse)."""
-    return frozenset(src.split(":", 1)[1] for src in sources if "final_info.json:" in src)
+    return frozenset(src.split(":", 1)[1] for src in sources if "final_info.json:" in src or "(harness):" in src)
 
 
 def _check_run(c: Claim, known: KnownValues) -> ClaimResult:
@@ -544,17 +554,34 @@ def verify_paper(ws: Path, tex_path: Path, spec: TemplateSpec | None = None,
     of the band within which a difference counts as noise; None or {} checks orderings only."""
     ws, tex_path = Path(ws), Path(tex_path)
     tex = tex_path.read_text(encoding="utf-8", errors="replace")
-    known = KnownValues.from_workspace(ws)
-    results = check_claims(extract_claims(tex), known)
     spec = spec or _workspace_template(ws)
+    known = KnownValues.from_workspace(ws, spec)
+    results = check_claims(extract_claims(tex), known)
     statements: list[Statement] = []
     if spec is not None and spec.metrics:
         values = RunValues.from_workspace(ws, spec, sorted(known.completed_runs), noise)
         statements = find_statements(tex, values)
     report = VerifyReport(paper=tex_path, results=results, claims_path=ws / CLAIMS_FILE,
                           statements=statements, noise_known=bool(noise))
-    report.claims_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    data = report.to_dict()
+    if spec is not None and spec.evaluation is not None:
+        data["mismatch"] = _mismatches(ws, spec, sorted(known.completed_runs))
+    report.claims_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _mismatches(ws: Path, spec: TemplateSpec, runs: list[int]) -> dict[str, list[str]]:
+    """Per run, where its own files disagree with the harness's evaluation (shown in claims.json
+    so a reader of the checked paper sees which runs tried to report other numbers)."""
+    out = {}
+    for n in runs:
+        try:
+            found = read_results(spec, ws / f"run_{n}").mismatch
+        except ResultsError:
+            continue
+        if found:
+            out[f"run_{n}"] = found
+    return out
 
 
 def _workspace_template(ws: Path) -> TemplateSpec | None:

@@ -50,8 +50,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal
 
 from harness.paper.texscan import mask, scan, sentence_breaks
-from harness.records.files import read_json
-from harness.results.metrics import FINAL_INFO, summarise
+from harness.results.metrics import ResultsError, read_results, summarise
 from harness.template import Metric, TemplateSpec
 
 Relation = Literal["higher", "lower", "better", "worse", "highest", "lowest", "best", "worst", "same"]
@@ -137,8 +136,9 @@ class RunValues:
                        noise: dict[str, float] | None = None) -> "RunValues":
         values: dict[int, dict[str, float]] = {}
         for n in completed:
-            info = read_json(Path(ws) / f"run_{n}" / FINAL_INFO)
-            if not isinstance(info, dict):
+            try:
+                info = read_results(spec, Path(ws) / f"run_{n}").info
+            except ResultsError:
                 continue
             s = summarise(spec, n, info)
             values[n] = {k: v for k, v in s.values.items() if v is not None and math.isfinite(v)}

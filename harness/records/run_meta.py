@@ -43,6 +43,12 @@ class RunMeta:
     python: str = ""
     cached_from: str = ""
     """Set on a baseline copied from the baseline cache: the cache entry it came from."""
+    evaluation_s: float = 0.0
+    """Seconds the harness's evaluation step took (0: the template has none)."""
+    mismatch: list[str] = field(default_factory=list)
+    """Where the run's own final_info.json disagreed with the harness's evaluation."""
+    self_reported: bool = False
+    """The numbers are the run's own (its template has no evaluation step)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Keys this version does not know (written by another version, or by hand)."""
 
@@ -56,7 +62,8 @@ _KNOWN = {f.name for f in fields(RunMeta)} - {"extra"}
 
 
 def write_meta(run_dir: Path, meta: RunMeta) -> None:
-    data = {k: v for k, v in asdict(meta).items() if k != "extra" and (k != "cached_from" or v)}
+    optional = ("cached_from", "evaluation_s", "mismatch", "self_reported")  # old meta.json stays byte-equal
+    data = {k: v for k, v in asdict(meta).items() if k != "extra" and (k not in optional or v)}
     data.update(meta.extra)
     write_atomic(run_dir / META_FILE, json.dumps(data, indent=2) + "\n")
 

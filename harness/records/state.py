@@ -33,6 +33,8 @@ class RunRecord:
     exit_code: int | None = None
     duration_s: float = 0.0
     degenerate: list[str] = field(default_factory=list)
+    mismatch: list[str] = field(default_factory=list)
+    """Where the run's own files disagree with the harness's evaluation (results.metrics)."""
 
 
 @dataclass

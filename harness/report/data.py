@@ -15,11 +15,12 @@ from harness.execution.slots import HOLDS_LOG, read_holds
 from harness.records.batch import BatchRecord
 from harness.records.files import read_json
 from harness.results.leaderboard import gain
-from harness.results.metrics import fmt_short
+from harness.results.metrics import ResultsError, fmt_short, read_results
 from harness.results.store import IdeaRow, MetricDef, RunRow, Store
+from harness.template import TemplateSpec, load_template
 
 MAX_DIFF_LINES = 400
-RUN_FILES = ("final_info.json", "meta.json", "stdout.log", "stderr.log")
+RUN_FILES = ("evaluation.json", "final_info.json", "meta.json", "stdout.log", "stderr.log", "evaluation.log")
 WORKSPACE_LINKS = (("paper", "paper.pdf"), ("claims check", "claims.json"), ("review", "review.json"), ("harness log", "harness.log"),
                    ("model calls", "chat.jsonl"), ("notes", "notes.txt"), ("idea", "idea.json"))
 
@@ -44,6 +45,10 @@ class RunLine:
     flags: list[str]
     error: str
     links: list[tuple[str, str]]
+    mismatch: list[str] = field(default_factory=list)
+    """Where the run's own files disagree with the harness's evaluation."""
+    self_reported: bool = False
+    """Its numbers are experiment.py's own (the template has no evaluation step)."""
 
 
 @dataclass
@@ -111,7 +116,19 @@ def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool) -> C
     return Cell(_fmt(v) + pct, "better" if g > 0 else "worse" if g < 0 else "same")
 
 
-def run_lines(ws: Path, runs: list[RunRow], metrics: list[MetricDef]) -> list[RunLine]:
+def _checked(ws: Path, folder: str, spec: TemplateSpec | None) -> tuple[list[str], bool]:
+    """(mismatches, self-reported) of a run, read now: a run folder changed since is caught."""
+    if spec is None:
+        return [], False
+    try:
+        results = read_results(spec, ws / folder)
+    except ResultsError:
+        return [], spec.evaluation is None
+    return results.mismatch, results.self_reported
+
+
+def run_lines(ws: Path, runs: list[RunRow], metrics: list[MetricDef],
+              spec: TemplateSpec | None = None) -> list[RunLine]:
     base_row = next((r for r in runs if r.run == 0 and r.status == "done"), None)
     out = []
     for r in runs:
@@ -121,8 +138,9 @@ def run_lines(ws: Path, runs: list[RunRow], metrics: list[MetricDef]) -> list[Ru
         else:
             cells = [Cell("-", "missing") for _ in metrics]
         links = [(name.split(".")[0], f"{r.folder}/{name}") for name in RUN_FILES if (ws / r.folder / name).is_file()]
+        mismatch, self_reported = _checked(ws, r.folder, spec) if r.status == "done" else ([], False)
         out.append(RunLine(r.folder, r.run, r.status, cells, r.duration_s, r.tokens, r.cost_usd, r.device,
-                           r.degenerate if r.status == "done" else [], r.error, links))
+                           r.degenerate if r.status == "done" else [], r.error, links, mismatch, self_reported))
     return out
 
 
@@ -195,7 +213,11 @@ def idea_report(ws: Path, store: Store) -> IdeaReport:
     runs = store.runs(idea.workspace)
     figures = sorted(p.name for p in ws.glob("*.png") if p.is_file())
     links = [(label, rel) for label, rel in WORKSPACE_LINKS if (ws / rel).is_file()]
-    return IdeaReport(idea, metrics, run_lines(ws, runs, metrics), figures, commits(ws), stage_costs(ws),
+    try:
+        spec: TemplateSpec | None = load_template(idea.template)
+    except Exception:  # noqa: BLE001 - a moved template only loses the mismatch check
+        spec = None
+    return IdeaReport(idea, metrics, run_lines(ws, runs, metrics, spec), figures, commits(ws), stage_costs(ws),
                       claims(ws), links, review(ws))
 
 

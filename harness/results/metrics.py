@@ -18,6 +18,13 @@ from harness.template import Metric, TemplateSpec
 
 FINAL_INFO = "final_info.json"
 MAX_FALLBACK_METRICS = 20
+EVALUATIONS = Path(".harness") / "evaluations"
+"""Where the harness keeps its own copy of each run's evaluation (runs cannot write .harness/)."""
+# a self-reported value further than this from the harness's is a mismatch: float32 evals of
+# the same SAE agree far more closely, a made-up number rarely does
+MISMATCH_RTOL = 1e-3
+MISMATCH_ATOL = 1e-6
+SELF_REPORTED = "self-reported by experiment.py (this template has no harness evaluation)"
 
 
 class ResultsError(Exception):
@@ -35,6 +42,64 @@ def read_final_info(run_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ResultsError(f"{run_dir.name}/{FINAL_INFO} must hold a JSON object")
     return data
+
+
+def evaluation_path(run_dir: Path) -> Path:
+    """The harness's copy of a run's evaluation: the only one any reader trusts."""
+    return run_dir.parent / EVALUATIONS / f"{run_dir.name}.json"
+
+
+@dataclass
+class RunResults:
+    info: dict[str, Any]
+    """What every reader takes numbers from: the run's final_info.json with the sections the
+    template's metrics live in replaced by the harness's evaluation (when the template has one)."""
+    self_reported: bool
+    """True when the numbers are the run's own (a template without an evaluation step)."""
+    mismatch: list[str] = field(default_factory=list)
+    """Where the run's own files disagree with the harness's evaluation, one sentence each."""
+
+
+def read_results(spec: TemplateSpec, run_dir: Path) -> RunResults:
+    """The one way to read a run's numbers (feedback, state, store, report, paper checks)."""
+    own = read_final_info(run_dir)
+    if spec.evaluation is None:
+        return RunResults(info=own, self_reported=True)
+    path = evaluation_path(run_dir)
+    try:
+        harness = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ResultsError(f"{run_dir.name} has no evaluation by the harness ({path} is missing or "
+                           f"unreadable); the run counts as failed") from None
+    owned = {m.path[0] for m in spec.metrics if m.path} | set(harness)
+    info = {k: v for k, v in own.items() if k not in owned} | harness
+    return RunResults(info=info, self_reported=False, mismatch=mismatches(spec, run_dir, own, harness))
+
+
+def mismatches(spec: TemplateSpec, run_dir: Path, own: dict[str, Any], harness: dict[str, Any]) -> list[str]:
+    out = []
+    for m in spec.metrics:
+        said, measured = m.lookup(own), m.lookup(harness)
+        if said is None or measured is None or _close(said, measured):
+            continue
+        out.append(f"{run_dir.name}/{FINAL_INFO} says {m.label} {_fmt(said)}; "
+                   f"the harness's evaluation measured {_fmt(measured)}")
+    if spec.evaluation is not None:
+        copy = run_dir / spec.evaluation.output
+        try:
+            same = json.loads(copy.read_text(encoding="utf-8")) == harness
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            out.append(f"{run_dir.name}/{spec.evaluation.output} was changed or removed after the harness "
+                       f"wrote it (tampered); the harness's own copy is used")
+    return out
+
+
+def _close(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= MISMATCH_ATOL + MISMATCH_RTOL * abs(b)
 
 
 def _numeric_leaves(node: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], float]]:

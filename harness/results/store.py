@@ -24,7 +24,7 @@ from harness.errors import UserError
 from harness.records.files import read_json
 from harness.records.run_meta import RunMeta, read_meta
 from harness.records.state import STAGES, State, load_state
-from harness.results.metrics import ResultsError, read_final_info, summarise
+from harness.results.metrics import ResultsError, read_results, summarise
 from harness.template import TemplateSpec, is_better, load_template
 
 STORE_FILE = "results.sqlite"
@@ -194,7 +194,7 @@ def _runs(ws: Path, state: State, spec: TemplateSpec | None, template: str, mode
         flags: list[str] = []
         if status == "done" and spec is not None:
             try:
-                s = summarise(spec, index, read_final_info(folder))
+                s = summarise(spec, index, read_results(spec, folder).info)
                 values, flags = s.values, s.degenerate
             except ResultsError as exc:
                 flags = [str(exc)]

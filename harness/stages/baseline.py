@@ -14,12 +14,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+HARNESS_EVALUATION = "harness_evaluation.json"
+"""The harness's copy of run_0's evaluation inside a baseline cache entry (harness-written: the
+cache lives outside every workspace), put back under .harness/ when the entry is reused."""
+
 from harness.agent.masking import mask_secrets
 from harness.errors import IdeaStopped
 from harness.execution.runs import run_experiment, set_aside
 from harness.records.run_meta import RunMeta, read_meta, write_meta
 from harness.records.state import RunRecord
-from harness.results.metrics import read_final_info, summarise
+from harness.results.metrics import evaluation_path, read_results, summarise
 from harness.stages.context import IdeaContext
 
 
@@ -53,6 +57,10 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         shutil.copytree(cached, run_dir)
+        kept = run_dir / HARNESS_EVALUATION
+        if kept.is_file():
+            evaluation_path(run_dir).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(kept, evaluation_path(run_dir))
         meta = read_meta(run_dir) or RunMeta()
         meta.cached_from = str(cached)
         write_meta(run_dir, meta)
@@ -63,7 +71,8 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
         ctx.say("baseline", f"computing run_0 (cached afterwards; timeout {ctx.run_timeout} s)")
         # run_0 is the unmodified template: the one run trusted to build the shared cache
         outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head(), sandbox=ctx.sandbox,
-                                 on_start=ctx.child_started, slots=ctx.slots, cache_writable=True)
+                                 on_start=ctx.child_started, slots=ctx.slots, cache_writable=True,
+                                 settings=ctx.cfg.template_settings)
         ctx.child_started(None)
         ctx.record_undone("baseline", "run_0", outcome.removed)
         if not outcome.ok:
@@ -73,14 +82,16 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=cached.parent))
         shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
+        if evaluation_path(run_dir).is_file():
+            shutil.copy2(evaluation_path(run_dir), tmp / HARNESS_EVALUATION)
         try:
             tmp.rename(cached)  # atomic: a half-written cache entry is never visible
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)  # another idea cached it meanwhile
         ctx.say("baseline", f"run_0 done in {outcome.process.duration_s:.1f} s")
-    info = read_final_info(run_dir)
+    results = read_results(ctx.spec, run_dir)
     commit = ctx.ws.commit("[baseline] run_0: the unmodified template") or ctx.ws.head()
     ctx.ws.tag("run_0", commit)
-    summary = summarise(ctx.spec, 0, info)
+    summary = summarise(ctx.spec, 0, results.info)
     ctx.state.runs["0"] = RunRecord(index=0, status="done", folder="run_0", commit=commit,
-                                    exit_code=0, degenerate=summary.degenerate)
+                                    exit_code=0, degenerate=summary.degenerate, mismatch=results.mismatch)

@@ -20,7 +20,7 @@ from harness.records.state import RunRecord
 from harness.results.metrics import (
     RunSummary,
     compact_table,
-    read_final_info,
+    read_results,
     summarise,
 )
 from harness.stages.context import IdeaContext
@@ -35,12 +35,12 @@ def run_summaries(ctx: IdeaContext) -> list[RunSummary]:
     """The headline values and degenerate flags of every completed run, baseline included."""
     out = []
     for rec in ctx.state.done_runs():
-        out.append(summarise(ctx.spec, rec.index, read_final_info(ctx.path / rec.folder)))
+        out.append(summarise(ctx.spec, rec.index, read_results(ctx.spec, ctx.path / rec.folder).info))
     return out
 
 
 def _table_for(ctx: IdeaContext, index: int) -> tuple[str, RunSummary]:
-    info = read_final_info(ctx.path / f"run_{index}")
+    info = read_results(ctx.spec, ctx.path / f"run_{index}").info
     history = run_summaries(ctx)
     current = next((s for s in history if s.run == index), None) or summarise(ctx.spec, index, info)
     baseline = next((s for s in history if s.run == 0), None)
@@ -182,7 +182,7 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
                 ctx.child_started(pgid)
 
             outcome = run_experiment(ctx.path, ctx.spec, index, ctx.run_timeout, ws.head(), on_start=record_pgid,
-                                     sandbox=ctx.sandbox, slots=ctx.slots)
+                                     sandbox=ctx.sandbox, slots=ctx.slots, settings=ctx.cfg.template_settings)
             ctx.state.child_pgid = None
             if outcome.removed:
                 ctx.record_undone(STAGE, tag, outcome.removed)
@@ -194,21 +194,25 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
         # durations go in the body: subjects stay identical between replays of one recording
         commit = ws.commit(f"[{STAGE}] {tag} results\n\n{outcome.process.duration_s:.1f} s") or ws.head()
         ws.tag(tag, commit)
-    info = read_final_info(ctx.path / tag)
-    summary = summarise(ctx.spec, index, info)
+    results = read_results(ctx.spec, ctx.path / tag)
+    summary = summarise(ctx.spec, index, results.info)
     meta_commit = ws.repo.tags[tag].commit.hexsha
     ctx.state.runs[str(index)] = RunRecord(index=index, status="done", folder=tag, commit=meta_commit,
-                                           exit_code=0, degenerate=summary.degenerate)
+                                           exit_code=0, degenerate=summary.degenerate, mismatch=results.mismatch)
     table, _ = _table_for(ctx, index)
     duration = (read_meta(ctx.path / tag) or RunMeta()).duration_s
     prog.next_message = render("run_succeeded", run=index, duration=f"{duration:.1f}", table=table,
                                flags=summary.degenerate, runs_left=ctx.cfg.max_runs - index,
-                               max_runs=ctx.cfg.max_runs) + prog.next_message
+                               max_runs=ctx.cfg.max_runs, mismatch=results.mismatch,
+                               self_reported=results.self_reported,
+                               results_file=ctx.spec.evaluation.output if ctx.spec.evaluation
+                               else "final_info.json") + prog.next_message
     prog.last_run_hash = ws.file_hash("experiment.py")
     prog.next_run, prog.fix_attempts = index + 1, 0
     prog.pending_run, prog.pending_pgid = None, None
     ctx.save()
     flag = f" DEGENERATE: {'; '.join(summary.degenerate)}" if summary.degenerate else ""
+    flag += f" MISMATCH: {'; '.join(results.mismatch)}" if results.mismatch else ""
     ctx.say(STAGE, f"{tag} ok in {duration:.1f} s{flag}")
 
 
@@ -219,7 +223,7 @@ def _completed_outcome(ctx: IdeaContext, index: int) -> RunOutcome | None:
     if meta is None or meta.status != "ok":
         return None
     try:
-        info = read_final_info(folder)
+        info = read_results(ctx.spec, folder).info
     except Exception:
         return None
     proc = ProcessResult(command=meta.command, exit_code=meta.exit_code, duration_s=meta.duration_s,

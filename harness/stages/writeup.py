@@ -27,7 +27,7 @@ from harness.results.metrics import (
     RunSummary,
     best_so_far,
     headline_metrics,
-    read_final_info,
+    read_results,
     summarise,
 )
 from harness.stages.context import IdeaContext
@@ -61,7 +61,7 @@ def _results_table(ctx: IdeaContext) -> tuple[str, str]:
     runs = ctx.state.done_runs()
     if not runs:
         return "(no completed runs)", ""
-    infos = {r.index: read_final_info(ctx.path / r.folder) for r in runs}
+    infos = {r.index: read_results(ctx.spec, ctx.path / r.folder).info for r in runs}
     metrics = headline_metrics(ctx.spec, infos[runs[0].index])
     head = ["run"] + [f"{m.label} ({'higher' if m.better == 'higher' else 'lower'} is better)" for m in metrics]
     rows = [" | ".join(head)]

@@ -5,8 +5,10 @@
 Reads top to bottom: hyper-parameters, the SAE, the trainer, main(). The language model, the
 layer, the data and the evaluation suite are fixed by saekit/ and experiment_config.yaml (both
 protected): the cached activations are the same for every run, so runs differ only by what this
-file does. Results go to out_dir/final_info.json in SAEBench's layout ("core evaluation results",
-"sparse probing evaluation results", "absorption evaluation results") plus "training results".
+file does. The run saves its SAE (out_dir/sae/: encode and decode exported with torch.export, plus
+SAELens's layout) and out_dir/final_info.json ("training results"); the harness then scores the
+saved SAE itself and writes out_dir/evaluation.json in SAEBench's layout ("core evaluation results",
+"sparse probing evaluation results", "absorption evaluation results").
 """
 
 import argparse
@@ -253,8 +255,8 @@ def main(out_dir: str) -> None:
     n_steps = max(1, int(tc.epochs * len(batches) / tc.batch_size))
     training = train(sae, batches, tc, n_steps)
     saekit.save_saelens(sae, out / "sae", bench)  # SAELens's layout: sae_lens.SAE.load_from_disk(out / "sae")
-
-    sections, seconds_eval = saekit.evaluate(sae, bench, out)
+    # encode / decode as torch.export graphs: the harness evaluates these after the run
+    saekit.export_or_exit(sae, out / "sae", bench)
     if tc.save_weights:
         torch.save(sae.state_dict(), out / "sae.pt")
 
@@ -264,12 +266,10 @@ def main(out_dir: str) -> None:
             "final_info": {k: v for k, v in training.items() if k != "log"},
             "log": training["log"],
         },
-        **sections,
         "run info": {
             "seconds_total": time.perf_counter() - run_start,
             "seconds_prepare": seconds_prepare,
             "seconds_training": training["seconds"],
-            "seconds_eval": seconds_eval,
             "seconds_lm_forward": saekit.LM_FORWARD.seconds,
             "lm_forward_calls": saekit.LM_FORWARD.calls,
             "device": bench.cfg.device,
@@ -277,13 +277,8 @@ def main(out_dir: str) -> None:
         },
     }
     (out / "final_info.json").write_text(json.dumps(final_info, indent=2, default=str))
-    core = sections["core evaluation results"]["eval_result_metrics"]
-    print(
-        f"explained variance {core['reconstruction_quality']['explained_variance']:.3f}  "
-        f"ce_loss_score {core['model_performance_preservation']['ce_loss_score']:.3f}  "
-        f"L0 {core['sparsity']['l0']:.1f}  ({final_info['run info']['seconds_total']:.0f} s)"
-    )
-
+    print(f"trained: final loss {training['final_loss']:.3f}  L0 {training['final_l0']:.1f}  "
+          f"({final_info['run info']['seconds_total']:.0f} s); the harness evaluates run folder's sae/ next")
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()

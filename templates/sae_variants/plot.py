@@ -1,4 +1,8 @@
-"""Figures from the runs' final_info.json files: python plot.py
+"""Figures from the runs' result files: python plot.py
+
+Each run folder holds final_info.json (written by experiment.py: training log, timings) and
+evaluation.json (written by the harness, which scores the saved SAE itself: the eval sections).
+load_runs merges them, the harness's sections winning, so figures show the harness's numbers.
 
 Edit `labels` to choose which runs appear and what they are called. Each figure is written as PNG
 (for looking at) and PDF (for the paper).
@@ -21,7 +25,7 @@ CORE = "core evaluation results"
 PROBING = "sparse probing evaluation results"
 ABSORPTION = "absorption evaluation results"
 
-# (title, key path into final_info.json, better)
+# (title, key path into the merged results, better)
 HEADLINE = [
     ("Explained variance", (CORE, "eval_result_metrics", "reconstruction_quality", "explained_variance"), "higher"),
     ("EV without dominant dim", (CORE, "eval_result_metrics", "reconstruction_quality", "explained_variance_excl_dominant_dim"), "higher"),
@@ -38,7 +42,11 @@ def load_runs() -> dict[str, dict]:
     for run, label in labels.items():
         path = Path(run) / "final_info.json"
         if path.exists():
-            runs[label] = json.loads(path.read_text())
+            info = json.loads(path.read_text())
+            evaluation = Path(run) / "evaluation.json"
+            if evaluation.exists():
+                info.update(json.loads(evaluation.read_text()))
+            runs[label] = info
     return runs
 
 

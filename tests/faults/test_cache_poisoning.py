@@ -37,7 +37,7 @@ COMMENT = ("    k: int = 32  # topk: active latents per token",
 
 
 def _metrics(ws, run: str) -> dict:
-    info = json.loads((ws / run / "final_info.json").read_text())
+    info = json.loads((ws / ".harness" / "evaluations" / f"{run}.json").read_text())  # the harness's numbers
     core = info["core evaluation results"]["eval_result_metrics"]
     return {"ev": core["reconstruction_quality"]["explained_variance"], "l0": core["sparsity"]["l0"],
             "ce": core["model_performance_preservation"]["ce_loss_score"]}

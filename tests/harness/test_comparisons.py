@@ -180,6 +180,10 @@ def write_workspace(root: Path, runs: dict[int, tuple]) -> Path:
         d = ws / f"run_{n}"
         d.mkdir(parents=True)
         (d / "final_info.json").write_text(json.dumps(info))
+        # sae_variants is scored by the harness: its numbers are the harness's copy (results.metrics)
+        (d / "evaluation.json").write_text(json.dumps(info))
+        (ws / ".harness" / "evaluations").mkdir(parents=True, exist_ok=True)
+        (ws / ".harness" / "evaluations" / f"run_{n}.json").write_text(json.dumps(info))
         (d / "meta.json").write_text(json.dumps({"exit_code": 0, "timed_out": False, "duration_s": 500.0}))
     (ws / "state.json").write_text(json.dumps({"idea": "feature_momentum", "template": "sae_variants",
                                                "created": "2026-11-30"}))

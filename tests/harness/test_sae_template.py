@@ -34,7 +34,7 @@ def test_sae_template_through_the_harness(harness):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     keep_built(cache)
 
-    infos = [json.loads((r.workspace / f"run_{i}" / "final_info.json").read_text()) for i in (0, 1)]
+    infos = [json.loads((r.workspace / f"run_{i}" / "evaluation.json").read_text()) for i in (0, 1)]
     for info in infos:
         assert {"core evaluation results", "sparse probing evaluation results",
                 "absorption evaluation results"} <= set(info)

@@ -135,3 +135,25 @@ def test_two_processes_needing_one_missing_artefact_build_it_once(tmp_path):
     assert [p.returncode for p in procs] == [0, 0]
     assert outs[0] == outs[1] and Path(outs[0]).is_dir()
     assert log.read_text().count("built") == 1
+
+
+@pytest.mark.parametrize("tamper, why", [
+    (lambda e: (e / "data.bin").write_bytes(b"Z" * 1000), "data.bin changed after it was built"),
+    (lambda e: shutil.rmtree(e), "is missing"),
+])
+def test_the_evaluation_refuses_a_changed_entry_even_where_it_could_rebuild_it(tmp_path, monkeypatch, tamper, why):
+    """The harness's evaluation step (SAEKIT_STRICT_CACHE=1) must score every run on the data
+    the baseline built: a changed or missing entry ends it with one line, and nothing is rebuilt,
+    even with the shared folder and a scratch cache both writable."""
+    shared, scratch = tmp_path / "shared", tmp_path / "scratch"
+    calls: list[int] = []
+    entry = cache.cached_dir("kind", KEY, _builder(calls), shared)
+    tamper(entry)
+    monkeypatch.setenv(cache.STRICT_ENV, "1")
+    monkeypatch.setenv(cache.SCRATCH_ENV, str(scratch))
+    with pytest.raises(SystemExit) as stop:
+        cache.cached_dir("kind", KEY, _builder(calls), shared)
+    message = str(stop.value.code)
+    assert message.startswith("saekit: evaluation refused: cache entry kind/") and why in message
+    assert "\n" not in message and "rerun the baseline" in message
+    assert calls == [1] and not scratch.exists()

@@ -25,6 +25,7 @@ SECTIONS = [
     "absorption evaluation results",
     "run info",
 ]
+MERGED = [SECTIONS[0], SECTIONS[4], *SECTIONS[1:4], "evaluation info"]
 
 
 def _finite_numbers(node, path=""):
@@ -54,11 +55,18 @@ def workspace(tmp_path_factory, template_dir):
 
 
 def _run(ws: Path, cache: Path, out: str) -> dict:
+    """experiment.py, then the evaluation step the harness runs after it (template.yaml), here
+    in the workspace itself; the result is what the harness reads: both files merged."""
     env = {**os.environ, "SAE_HARNESS_CACHE": str(cache)}
     proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}"], cwd=ws, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads((ws / out / "final_info.json").read_text())
+    proc = subprocess.run([sys.executable, "-m", "saekit.evaluate_run", "--run_dir", out, "--out",
+                           f"{out}/evaluation.json"], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    info = json.loads((ws / out / "final_info.json").read_text())
+    assert not set(info) & set(SECTIONS[1:4])  # the run itself evaluates nothing
+    return info | json.loads((ws / out / "evaluation.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +80,7 @@ def runs(workspace):
 def test_final_info_has_saebench_sections_and_finite_values(runs):
     cold, warm = runs
     for info in runs:
-        assert list(info) == SECTIONS
+        assert list(info) == MERGED
         core = info["core evaluation results"]
         assert core["eval_type_id"] == "core"
         for category in ("model_behavior_preservation", "model_performance_preservation",
@@ -96,9 +104,11 @@ def test_final_info_has_saebench_sections_and_finite_values(runs):
 
 def test_warm_run_reads_everything_from_the_cache(runs):
     cold, warm = runs
-    # warm: the only LM passes are the SAE-spliced ones (one per reconstruction batch)
-    assert warm["run info"]["lm_forward_calls"] == 2
+    # warm: training runs no LM pass; the evaluation's only ones are SAE-spliced (one per
+    # reconstruction batch)
+    assert warm["run info"]["lm_forward_calls"] == 0
     assert cold["run info"]["lm_forward_calls"] > 2
+    assert warm["evaluation info"]["lm_forward_calls"] == 2
     # same data, same seed: the same SAE and the same scores
     for key in ("explained_variance", "mse"):
         assert warm["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key] == pytest.approx(
@@ -121,7 +131,8 @@ def test_each_run_saves_its_sae_for_sae_lens_and_it_scores_what_the_run_reported
     n_rows = cfg.core.batch_size_prompts * cfg.core.n_eval_sparsity_variance_batches
     for name, info in zip(("run_0", "run_1"), runs):
         folder = ws / name / "sae"
-        assert sorted(p.name for p in folder.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
+        assert sorted(p.name for p in folder.iterdir()) == ["cfg.json", "decode.pt2", "encode.pt2", "exported.json",
+                                                             "sae_weights.safetensors"]
         sae = SAE.load_from_disk(folder)
         assert isinstance(sae, TopKSAE) and sae.cfg.k == 32 and sae.cfg.d_sae == 4 * 576
         meta = sae.cfg.metadata

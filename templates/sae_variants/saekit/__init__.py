@@ -2,8 +2,14 @@
 
     bench = saekit.prepare()                      # LM, cached activations, eval data
     batches = saekit.ActivationBatches(bench.train_acts, batch_size, seed)
-    sections, seconds = saekit.evaluate(sae, bench, out_dir)
     saekit.save_saelens(sae, out_dir / "sae", bench)   # cfg.json + safetensors, as sae_lens loads
+    saekit.save_for_evaluation(sae, out_dir / "sae", bench)  # encode/decode for the harness's evaluation
+    sections, seconds = saekit.evaluate(sae, bench, out_dir)  # what the harness runs on the export
+
+Under the harness a run does not evaluate itself: it exports its SAE's encode and decode with
+torch.export, and the harness scores that export in its own process (saekit.evaluate_run), with
+protected code only. The scores in evaluation.json are the harness's; whatever final_info.json says
+about the same metrics is shown beside them as self-reported, and a difference is flagged.
 
 `prepare` loads the configured language model and reads everything that does not depend on the
 SAE from the cache under $SAE_HARNESS_CACHE (default ~/.cache/sae_harness/activations), building
@@ -35,6 +41,7 @@ from .activations import ActivationBatches, CoreEvalData, core_eval_data, train_
 from .config import ExperimentConfig, cache_root, load_config  # noqa: E402
 from .evals import evaluate, prepare_absorption, prepare_sparse_probing  # noqa: E402
 from .export import SaeLensExport, save_saelens  # noqa: E402
+from .exported import ExportedSAE, ExportError, export_or_exit, save_for_evaluation  # noqa: E402
 from .lm import LanguageModel, load_language_model  # noqa: E402
 from .timing import LM_FORWARD  # noqa: E402
 
@@ -42,12 +49,16 @@ __all__ = [
     "ActivationBatches",
     "Bench",
     "ExperimentConfig",
+    "ExportedSAE",
+    "ExportError",
+    "export_or_exit",
     "LM_FORWARD",
     "cache_root",
     "evaluate",
     "load_config",
     "prepare",
     "SaeLensExport",
+    "save_for_evaluation",
     "save_saelens",
 ]
 

@@ -35,6 +35,9 @@ from .config import cache_root
 KEY_FILE = "key.json"
 MANIFEST = "manifest.json"
 SCRATCH_ENV = "HARNESS_SCRATCH_CACHE"
+STRICT_ENV = "SAEKIT_STRICT_CACHE"
+"""Set (to 1) by the harness's evaluation step: an entry that is missing or fails its check is
+refused, never rebuilt, since a score must come from the data every other run was scored on."""
 
 
 def key_hash(key: dict) -> str:
@@ -172,6 +175,10 @@ def cached_dir(kind: str, key: dict, build: Callable[[Path], None], root: Path |
         problem = check(final, key)
         if problem is None:
             return final
+    if os.environ.get(STRICT_ENV) == "1":
+        detail = f"failed its check ({problem})" if problem else "is missing"
+        sys.exit(f"saekit: evaluation refused: cache entry {rel} {detail}; delete {final} and rerun "
+                 f"the baseline (run_0) to rebuild it")
     if writable(final.parent):
         with _build_lock(final):
             if (final / KEY_FILE).exists() or (final / MANIFEST).exists():

@@ -1,0 +1,178 @@
+"""The trained SAE as the harness's evaluation sees it: encode and decode as exported graphs.
+
+    saekit.save_for_evaluation(sae, out_dir / "sae", bench)   # experiment.py, after training
+    sae = ExportedSAE.load(run_dir / "sae", bench)            # saekit.evaluate_run, in the harness
+
+The evaluation runs in a process that imports no Python file the agent wrote. What crosses over
+from the run is data only: `encode.pt2` and `decode.pt2`, written by torch.export (an ATen graph
+and its weights; loading one executes no module code of the run) and `exported.json` (sizes).
+The decoder directions the evals read (W_dec, b_dec) are derived from the exported decode itself,
+decode(e_i) - decode(0) and decode(0), so no weight matrix the run claims is trusted for them.
+W_enc has no such derivation for a non-linear encoder; sae_bench reads it only for weight
+statistics (encoder norms and cosines, absorption's diagnostic encoder cosine), never for a
+headline metric, so it comes from the SAELens export beside it when there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from sae_bench.custom_saes.base_sae import BaseSAE
+
+ENCODE_FILE = "encode.pt2"
+DECODE_FILE = "decode.pt2"
+INFO_FILE = "exported.json"
+EXAMPLE_TOKENS = 8
+CHECK_TOKENS = 64
+# the loaded graph against the module it came from, on the same tokens: float32 rounding of the
+# same ops stays far below this share of the largest activation entry
+CHECK_RTOL = 1e-4
+DERIVE_CHUNK = 512
+
+
+class ExportError(Exception):
+    """experiment.py's SAE could not be exported; the message says what to change."""
+
+
+class _Method(torch.nn.Module):
+    """One bound method of the SAE as a module torch.export can trace."""
+
+    def __init__(self, sae: torch.nn.Module, name: str):
+        super().__init__()
+        self.sae = sae
+        self.name = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self.sae, self.name)(x)
+
+
+def _export(sae: torch.nn.Module, name: str, example: torch.Tensor):
+    batch = torch.export.Dim("batch", min=2)
+    try:
+        return torch.export.export(_Method(sae, name), (example,), dynamic_shapes=({0: batch},), strict=False)
+    except Exception as exc:  # torch raises many kinds here; all mean the same thing to the agent
+        reason = " ".join(str(exc).split())[:400]
+        raise ExportError(
+            f"saekit could not export SAE.{name} with torch.export: {reason}. Keep encode/decode free of "
+            f"Python branches on tensor values (use torch.where), of .item()/.tolist() and of shapes that "
+            f"depend on the data; they must map a [batch, d_in] / [batch, d_sae] tensor to a tensor for any "
+            f"batch size") from None
+
+
+def save_for_evaluation(sae, folder: str | Path, bench) -> Path:
+    """Export `sae`'s encode and decode (dynamic batch size) into `folder` and check that the
+    saved graphs give what the SAE gives. Raises ExportError with what to change."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sae.eval()
+    device, dtype = sae.W_enc.device, sae.W_enc.dtype
+    x = bench.train_acts[:CHECK_TOKENS].to(device, dtype)
+    d_in, d_sae = int(sae.cfg.d_in), int(sae.cfg.d_sae)
+    with torch.no_grad():
+        f = sae.encode(x)
+        x_hat = sae.decode(f)
+    if tuple(f.shape) != (len(x), d_sae) or tuple(x_hat.shape) != (len(x), d_in):
+        raise ExportError(f"saekit could not export the SAE: encode must map [batch, {d_in}] to [batch, {d_sae}] "
+                          f"and decode back; got {tuple(f.shape)} and {tuple(x_hat.shape)}")
+    programs = {"encode": _export(sae, "encode", x[:EXAMPLE_TOKENS]),
+                "decode": _export(sae, "decode", f[:EXAMPLE_TOKENS].detach())}
+    for name, file in (("encode", ENCODE_FILE), ("decode", DECODE_FILE)):
+        torch.export.save(programs[name], str(folder / file))
+    enc = torch.export.load(str(folder / ENCODE_FILE)).module()
+    dec = torch.export.load(str(folder / DECODE_FILE)).module()
+    with torch.no_grad():
+        f2 = enc(x)
+        x_hat2 = dec(f)
+    scale = max(float(x.abs().max()), 1e-8)
+    for name, got, want in (("encode", f2, f), ("decode", x_hat2, x_hat)):
+        err = float((got - want).abs().max())
+        if err > CHECK_RTOL * scale * 10:
+            raise ExportError(f"saekit exported SAE.{name}, but the exported graph differs from the SAE by up to "
+                              f"{err:.3g}: torch.export fixed a value that changes between calls (a Python "
+                              f"branch or a number read from a tensor); compute it with tensor operations")
+    info = {"d_in": d_in, "d_sae": d_sae, "dtype": str(dtype).removeprefix("torch."),
+            "architecture": str(getattr(sae, "architecture", getattr(sae.cfg, "architecture", "custom"))),
+            "torch": torch.__version__}
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return folder
+
+
+def export_or_exit(sae, folder: str | Path, bench) -> Path:
+    """save_for_evaluation for experiment.py: a failure ends the run with one clear line."""
+    try:
+        return save_for_evaluation(sae, folder, bench)
+    except ExportError as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        raise SystemExit(3) from None
+
+
+class ExportedSAE(BaseSAE):
+    """sae_bench's SAE interface over a run's exported encode / decode, for the evaluation."""
+
+    def __init__(self, folder: Path, bench):
+        info = json.loads((folder / INFO_FILE).read_text())
+        d_in, d_sae = int(info["d_in"]), int(info["d_sae"])
+        if d_in != bench.d_model:
+            raise ExportError(f"the exported SAE reads {d_in}-dimensional activations; the model's layer has "
+                              f"{bench.d_model}")
+        cfg = bench.cfg
+        super().__init__(d_in, d_sae, cfg.model, cfg.hook_layer, torch.device(cfg.device), torch.float32)
+        self.cfg.architecture = info.get("architecture", "custom")
+        self.cfg.architecture_str = self.cfg.architecture
+        self.cfg.context_size = cfg.context_length
+        # kept in a plain dict, not as submodules: an exported module refuses train()/eval(),
+        # which the evals call on the SAE (and it has no training mode to switch anyway)
+        self._graphs = {"encode": torch.export.load(str(folder / ENCODE_FILE)).module(),
+                        "decode": torch.export.load(str(folder / DECODE_FILE)).module()}
+        with torch.no_grad():
+            zero = torch.zeros(2, d_sae)
+            b_dec = self._graphs["decode"](zero)[0]
+            rows = []
+            for start in range(0, d_sae, DERIVE_CHUNK):
+                eye = torch.eye(d_sae)[start : start + DERIVE_CHUNK]
+                if len(eye) < 2:
+                    eye = torch.cat([eye, torch.zeros(1, d_sae)])[: max(2, len(eye))]
+                rows.append(self._graphs["decode"](eye)[: min(DERIVE_CHUNK, d_sae - start)] - b_dec)
+            self.W_dec.data = torch.cat(rows)
+            self.b_dec.data = b_dec
+            self.W_enc.data, self.b_enc.data = self._encoder_weights(folder, d_in, d_sae)
+
+    def _encoder_weights(self, folder: Path, d_in: int, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = folder / "sae_weights.safetensors"
+        if weights.is_file():
+            from safetensors.torch import load_file
+
+            w = load_file(str(weights))
+            if tuple(w.get("W_enc", torch.empty(0)).shape) == (d_in, d_sae) and "b_enc" in w:
+                return w["W_enc"].float(), w["b_enc"].float()
+        return self.W_dec.data.T.clone(), torch.zeros(d_sae)
+
+    @classmethod
+    def load(cls, folder: str | Path, bench) -> ExportedSAE:
+        folder = Path(folder)
+        missing = [n for n in (ENCODE_FILE, DECODE_FILE, INFO_FILE) if not (folder / n).is_file()]
+        if missing:
+            raise ExportError(f"{folder} has no {missing[0]}: experiment.py must call "
+                              f"saekit.save_for_evaluation(sae, out / 'sae', bench) after training")
+        return cls(folder, bench)
+
+    def _flat(self, fn, x: torch.Tensor, width: int) -> torch.Tensor:
+        """The graphs take [batch, d]; evals pass [batch, seq, d] too, and batches of one."""
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, x.shape[-1]).float()
+        n = len(flat)
+        if n < 2:  # torch.export specialises sizes 0 and 1, so the graph wants at least two rows
+            flat = torch.cat([flat, torch.zeros(2 - n, flat.shape[-1], dtype=flat.dtype)])
+        return fn(flat)[:n].reshape(*lead, width).to(x.dtype)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self._flat(self._graphs["encode"], x, self.cfg.d_sae)
+
+    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
+        return self._flat(self._graphs["decode"], feature_acts, self.cfg.d_in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
