@@ -58,6 +58,8 @@ class HarnessConfig:
     """Last stage to run: baseline, experiments, plots or writeup (later stages stay pending)."""
     max_runs: int = 10
     """Experiment runs the agent may use, baseline not counted."""
+    seeds: int | None = None
+    """Seeds for the baseline and for the confirmation of the best run (default: the template's default_seeds, else 3; 1 turns the noise estimate off)."""
     workspace_root: Path = Path("workspaces")
     """Where idea workspaces (one git repo each) are created."""
     budget_usd: float | None = None
@@ -193,6 +195,9 @@ def _validate(cfg: HarnessConfig, source: str) -> None:
     if cfg.gpus is not None and cfg.gpus != "none" and not all(
             g.strip().isdigit() for g in cfg.gpus.split(",")):
         raise UserError(f"{source}: 'gpus' must be GPU ids like 0,1 or none, got {cfg.gpus!r}")
+    if cfg.seeds is not None and not 1 <= cfg.seeds <= 10:
+        raise UserError(f"{source}: 'seeds' must be between 1 and 10, got {cfg.seeds} "
+                        "(1 runs each setting once, without a noise estimate)")
     if cfg.max_runs > 50:
         raise UserError(f"{source}: 'max_runs' must be at most 50, got {cfg.max_runs}")
 

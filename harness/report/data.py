@@ -16,6 +16,7 @@ from harness.records.batch import BatchRecord
 from harness.records.files import read_json
 from harness.results.leaderboard import gain
 from harness.results.metrics import fmt_short
+from harness.results.noise import Noise, read_noise
 from harness.results.store import IdeaRow, MetricDef, RunRow, Store
 
 MAX_DIFF_LINES = 400
@@ -28,7 +29,7 @@ WORKSPACE_LINKS = (("paper", "paper.pdf"), ("claims check", "claims.json"), ("ha
 class Cell:
     text: str
     css: str
-    """better | worse | same | base | missing"""
+    """better | worse | same | noise (a difference inside the seed-noise band) | base | missing"""
 
 
 @dataclass
@@ -89,23 +90,32 @@ class IdeaReport:
 _fmt = fmt_short
 
 
-def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool) -> Cell:
+def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool, noise: Noise | None = None) -> Cell:
+    """A run's value against the baseline; with the baseline's seed spread, against its mean,
+    coloured only when the difference leaves the noise band (grey 'noise' otherwise)."""
+    seeded = noise.runs.get(0) if noise else None
+    spread = seeded.metrics.get(m.name) if seeded else None
     if is_base:
-        return Cell(_fmt(v), "base")
+        return Cell(spread.text(_fmt) if spread and spread.std is not None else _fmt(v), "base")
+    if spread is not None and spread.band is not None:
+        base = spread.mean
     g = gain(m, v, base)
     if g is None:
         return Cell(_fmt(v), "missing")
     pct = f" ({g * 100:+.1f}%)" if base not in (None, 0) else ""
+    if noise is not None and noise.within(m.name, v, base):
+        return Cell(_fmt(v) + pct + " within noise", "noise")
     return Cell(_fmt(v) + pct, "better" if g > 0 else "worse" if g < 0 else "same")
 
 
 def run_lines(ws: Path, runs: list[RunRow], metrics: list[MetricDef]) -> list[RunLine]:
     base_row = next((r for r in runs if r.run == 0 and r.status == "done"), None)
+    noise = read_noise(ws)
     out = []
     for r in runs:
         if r.status == "done":
-            cells = [_cell(m, r.metrics.get(m.name), base_row.metrics.get(m.name) if base_row else None, r.run == 0)
-                     for m in metrics]
+            cells = [_cell(m, r.metrics.get(m.name), base_row.metrics.get(m.name) if base_row else None, r.run == 0,
+                           noise) for m in metrics]
         else:
             cells = [Cell("-", "missing") for _ in metrics]
         links = [(name.split(".")[0], f"{r.folder}/{name}") for name in RUN_FILES if (ws / r.folder / name).is_file()]
