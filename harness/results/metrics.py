@@ -12,12 +12,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.template import Metric, TemplateSpec
-
-if TYPE_CHECKING:
-    from harness.results.noise import Noise
 
 FINAL_INFO = "final_info.json"
 MAX_FALLBACK_METRICS = 20
@@ -113,12 +110,9 @@ def best_so_far(spec: TemplateSpec, summaries: list[RunSummary], metric: Metric)
 
 
 def compact_table(spec: TemplateSpec, current: RunSummary, baseline: RunSummary | None,
-                  history: list[RunSummary], info: dict[str, Any], noise: Noise | None = None) -> str:
-    """The few lines the agent sees after a run. With the baseline's seed spread (noise),
-    the run is set against the baseline mean ± std and a difference inside the band says so."""
+                  history: list[RunSummary], info: dict[str, Any]) -> str:
+    """The few lines the agent sees after a run."""
     metrics = headline_metrics(spec, info)
-    if noise is not None and noise.bands():
-        return _noise_table(spec, metrics, current, history, noise)
     width = max([len(m.label) for m in metrics] + [6])
     rows = [f"{'metric':<{width}}  better  run_{current.run:<6} run_0     best (run)"]
     for m in metrics:
@@ -128,28 +122,4 @@ def compact_table(spec: TemplateSpec, current: RunSummary, baseline: RunSummary 
         best = best_so_far(spec, history, m)
         best_txt = f"{_fmt(best[0])} (run_{best[1]})" if best else "-"
         rows.append(f"{m.label:<{width}}  {arrow:^6}  {_fmt(v):<10} {_fmt(b):<9} {best_txt}")
-    return "\n".join(rows)
-
-
-def _noise_table(spec: TemplateSpec, metrics, current: RunSummary, history: list[RunSummary], noise: Noise) -> str:
-    base = noise.baseline
-    n = len(base.seeds) if base else 0
-    width = max([len(m.label) for m in metrics] + [6])
-    head = f"run_0 ({n} seeds)"
-    rows = [f"{'metric':<{width}}  better  run_{current.run:<6} {head:<22} {'Δ vs mean':<24} best (run)"]
-    for m in metrics:
-        arrow = "↑" if m.better == "higher" else "↓"
-        v = current.values.get(m.name)
-        spread = base.metrics.get(m.name) if base else None
-        base_txt = spread.text(_fmt) if spread else "-"
-        delta = "-"
-        if current.run != 0 and v is not None and spread is not None:
-            d = v - spread.mean
-            within = noise.within(m.name, v, spread.mean)
-            delta = f"{d:+.3g}" + (" within noise" if within else "" if within is None else " beyond noise")
-        best = best_so_far(spec, history, m)
-        best_txt = f"{_fmt(best[0])} (run_{best[1]})" if best else "-"
-        rows.append(f"{m.label:<{width}}  {arrow:^6}  {_fmt(v):<10} {base_txt:<22} {delta:<24} {best_txt}")
-    band = ", ".join(f"{m.label} ±{_fmt(noise.band(m.name))}" for m in metrics if noise.band(m.name) is not None)
-    rows.append(f"noise band (2 × the larger of the seeds' std and the metric's stderr): {band}")
     return "\n".join(rows)

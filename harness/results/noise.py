@@ -30,6 +30,8 @@ from harness.records.files import read_json, write_atomic
 from harness.records.run_meta import read_meta
 from harness.results.metrics import (
     ResultsError,
+    RunSummary,
+    best_so_far,
     headline_metrics,
     read_final_info,
     summarise,
@@ -197,3 +199,33 @@ def read_noise(ws: Path) -> Noise:
         except (TypeError, ValueError, AttributeError):
             continue
     return noise
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def noise_table(spec: TemplateSpec, current: RunSummary, history: list[RunSummary], info: dict,
+                noise: Noise) -> str:
+    """The agent's table when the baseline has a spread: the run against the baseline mean ±
+    std, its difference from the mean, and whether that difference is inside the band."""
+    metrics = headline_metrics(spec, info)
+    base = noise.baseline
+    width = max([len(m.label) for m in metrics] + [6])
+    head = f"run_0 ({len(base.seeds) if base else 0} seeds)"
+    rows = [f"{'metric':<{width}}  better  run_{current.run:<6} {head:<22} {'Δ vs mean':<24} best (run)"]
+    for m in metrics:
+        arrow = "↑" if m.better == "higher" else "↓"
+        v = current.values.get(m.name)
+        spread = base.metrics.get(m.name) if base else None
+        delta = "-"
+        if current.run != 0 and v is not None and spread is not None:
+            within = noise.within(m.name, v, spread.mean)
+            delta = f"{v - spread.mean:+.3g}" + {True: " within noise", False: " beyond noise", None: ""}[within]
+        best = best_so_far(spec, history, m)
+        best_txt = f"{_fmt(best[0])} (run_{best[1]})" if best else "-"
+        base_txt = spread.text(_fmt) if spread else "-"
+        rows.append(f"{m.label:<{width}}  {arrow:^6}  {_fmt(v):<10} {base_txt:<22} {delta:<24} {best_txt}")
+    bands = ", ".join(f"{m.label} ±{_fmt(noise.band(m.name))}" for m in metrics if noise.band(m.name) is not None)
+    rows.append(f"noise band (2 × the larger of the seeds' std and the metric's stderr): {bands}")
+    return "\n".join(rows)

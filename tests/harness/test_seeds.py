@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import REPO, l1_edit
 
 from harness.execution.process import group_alive
-from tests.support import child_env, copy_template, wait_for
+from tests.support import child_env, copy_template, one_line_error, wait_for
 
 EV = ("core evaluation results", "eval_result_metrics", "reconstruction_quality", "explained_variance")
 L0 = ("core evaluation results", "eval_result_metrics", "sparsity", "l0")
@@ -158,3 +158,88 @@ def test_a_kill_during_the_confirmation_resumes_at_the_seed_it_hit(harness, tmp_
     # HEAD's experiment.py (the agent's last edit) is back, and nothing of it was lost
     assert "l1_coeff: float = 0.5 " in (ws / "experiment.py").read_text()
     assert not r.repo().is_dirty()
+
+
+# --- the claims check gets the band (unit level, run files as a fresh machine measured them) ---
+
+def _write_run(ws: Path, folder: str, values: dict[str, float], extra: dict | None = None) -> None:
+    from harness.template import load_template
+    info: dict = {}
+    for m in load_template("sae_variants").metrics:
+        node = info
+        for key in m.path[:-1]:
+            node = node.setdefault(key, {})
+        node[m.path[-1]] = values.get(m.name, 31.99 if m.name == "l0" else 0.83)
+    for (*path, key), v in (extra or {}).items():
+        node = info
+        for k in path:
+            node = node[k]
+        node[key] = v
+    d = ws / folder
+    d.mkdir(parents=True)
+    (d / "final_info.json").write_text(json.dumps(info))
+    (d / "meta.json").write_text(json.dumps({"exit_code": 0, "timed_out": False, "duration_s": 500.0,
+                                             "status": "ok", "seed": int(folder.rpartition("seed")[2] or 0)
+                                             if "seed" in folder else 0}))
+
+
+def test_claims_check_flags_an_improvement_within_the_seed_band(tmp_path):
+    from harness.paper.claims import verify_paper
+    from harness.results.noise import read_noise, write_noise
+    from harness.template import load_template
+
+    spec = load_template("sae_variants")
+    ws = tmp_path / "ws"
+    top1_stderr = {("sparse probing evaluation results", "eval_result_metrics", "sae",
+                    "sae_top_1_test_accuracy_stderr"): 0.02}
+    baseline = [(0.9363, 0.536), (0.9360, 0.563), (0.9366, 0.550)]
+    for seed, (ev, top1) in enumerate(baseline):
+        _write_run(ws, f"run_0_seed{seed}" if seed else "run_0",
+                   {"explained_variance": ev, "sparse_probing_top1": top1}, top1_stderr)
+    _write_run(ws, "run_1", {"explained_variance": 0.9368, "sparse_probing_top1": 0.5966})
+    _write_run(ws, "run_2", {"explained_variance": 0.9290, "sparse_probing_top1": 0.565})
+    (ws / "state.json").write_text(json.dumps({"idea": "x", "template": "sae_variants", "created": "2026-11-30"}))
+    noise = write_noise(spec, ws, [])
+    ev_std = statistics.stdev([b[0] for b in baseline])
+    top1_std = statistics.stdev([b[1] for b in baseline])
+    assert top1_std < 0.02  # so the probe's own stderr, not the seeds, sets the top-1 band
+    assert abs(noise.bands()["explained_variance"] - 2 * ev_std) < 1e-12
+    assert abs(noise.bands()["sparse_probing_top1"] - 2 * 0.02) < 1e-12
+    assert read_noise(ws).bands() == noise.bands()
+
+    tex = tmp_path / "paper.tex"
+    tex.write_text("\\documentclass{article}\n\\begin{document}\n"
+                   "Run 1 improves the explained variance over the baseline.\n\n"
+                   "Run 2 improves the top-1 probing accuracy over the baseline.\n\n"
+                   "Run 1 improves the top-1 probing accuracy over the baseline.\n\n"
+                   "Over three seeds the baseline's top-1 probing accuracy is 0.5497.\n"
+                   "\\end{document}\n")
+    report = verify_paper(ws, tex, spec=spec, noise=noise.bands())
+    flagged = {(s.metric, s.subject) for s in report.flagged}
+    # 0.9368 vs 0.9363 is inside 2·std; 0.565 vs 0.536 inside 2·stderr; 0.5966 vs 0.536 beyond it
+    assert flagged == {("explained_variance", (1,)), ("sparse_probing_top1", (2,))}, \
+        [(s.describe(), s.status, s.why) for s in report.statements]
+    assert all("within the noise band" in s.why for s in report.flagged)
+    # without the band the same text passes: orderings alone hold
+    assert verify_paper(ws, tex, spec=spec).flagged == []
+    # the mean over seeds, which a table quotes, traces to noise.json
+    mean = next(r for r in report.results if r.claim.text == "0.5497")
+    assert mean.ok and mean.source.startswith("noise.json"), (mean.status, mean.source, mean.note)
+
+
+def test_bad_seed_settings_are_one_line_errors(harness, tmp_path):
+    for value in ("0", "11", "two"):
+        r = harness.run("--idea", str(harness.idea_path), "--seeds", value)
+        one_line_error(r, "seeds")
+    bad = copy_template(tmp_path / "bad_seed_arg", patch={"template.yaml": ("seed_arg: --seed", "seed_arg: seed")})
+    r = harness.run("--idea", str(harness.idea_path), template=str(bad))
+    one_line_error(r, "seed_arg", "--seed")
+
+
+def test_a_template_without_a_seed_option_runs_one_seed_and_says_so(harness, tmp_path):
+    plain = copy_template(tmp_path / "no_seed", patch={"template.yaml": ("seed_arg: --seed", "")})
+    harness.serve([])
+    r = harness.run("--idea", str(harness.idea_path), "--seeds", "3", "--stop-after", "baseline", template=str(plain))
+    assert r.returncode == 0, r.stderr
+    assert "declares no seed_arg" in r.stdout and "no noise band" in r.stdout
+    assert not list(r.workspace.glob("run_0_seed*")) and not (r.workspace / "noise.json").exists()
