@@ -54,6 +54,8 @@ def run(ctx: IdeaContext) -> None:
         ctx.say("baseline", f"template {ctx.spec.name} declares no seed_arg in template.yaml: each setting "
                             "runs once, so no noise band is known")
         return
+    if ctx.seeds < 2:
+        return  # one seed: no spread to record, and the workspace stays as it was before seeds
     noise = write_noise(ctx.spec, ctx.path, [])
     base = noise.baseline
     if base and len(base.seeds) > 1:

@@ -15,7 +15,7 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from conftest import REPO, l1_edit
+from conftest import IDEA, REPO, l1_edit
 
 from harness.execution.process import group_alive
 from tests.support import child_env, copy_template, one_line_error, wait_for
@@ -243,3 +243,22 @@ def test_a_template_without_a_seed_option_runs_one_seed_and_says_so(harness, tmp
     assert r.returncode == 0, r.stderr
     assert "declares no seed_arg" in r.stdout and "no noise band" in r.stdout
     assert not list(r.workspace.glob("run_0_seed*")) and not (r.workspace / "noise.json").exists()
+
+
+def test_the_writeup_gets_mean_and_std_and_whether_the_declared_change_left_the_noise(harness):
+    from test_writeup import _good_texts, _sections, _upstream
+    harness.idea_path.write_text(json.dumps(IDEA | {"Primary_Metric": "l0", "Expected_Direction": "lower"}))
+    llm = harness.serve(_upstream() + _sections(_good_texts()))
+    r = harness.run("--idea", str(harness.idea_path), "--stop-after", "writeup", "--seeds", "3", timeout=400)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert llm.remaining == 0
+    state = r.state()
+    assert state["confirm"]["run"] == 1 and state["confirm"]["metric"] == "l0"  # chosen by the declared metric
+    section = next(c["prompt"] for c in r.chat() if "Now: the title and abstract" in c["prompt"])
+    assert "run_0 (baseline) (mean ± std over seeds 0, 1, 2)" in section
+    assert "run_1 (mean ± std over seeds 0, 1, 2)" in section
+    assert "Noise: a difference from the baseline mean counts as real only when" in section
+    assert re.search(r"The baseline over 3 seeds has [\d.]+ ± [\d.]+; over its seeds 0, 1, 2 run_1 has "
+                     r"[\d.]+ ± [\d.]+: the difference of -[\d.]+ is beyond seed noise", section), section
+    claims = json.loads((r.workspace / "claims.json").read_text())
+    assert claims["noise_band"] is True and claims["unmatched"] == 0, claims
