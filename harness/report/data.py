@@ -103,7 +103,7 @@ def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool, nois
     if g is None:
         return Cell(_fmt(v), "missing")
     pct = f" ({g * 100:+.1f}%)" if base not in (None, 0) else ""
-    if noise is not None and noise.within(m.name, v, base):
+    if g != 0 and noise is not None and noise.within(m.name, v, base):
         return Cell(_fmt(v) + pct + " within noise", "noise")
     return Cell(_fmt(v) + pct, "better" if g > 0 else "worse" if g < 0 else "same")
 

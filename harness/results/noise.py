@@ -159,7 +159,7 @@ class Noise:
         band = self.band(metric)
         if band is None or value is None or base is None or not math.isfinite(value) or not math.isfinite(base):
             return None
-        return abs(value - base) < band
+        return abs(value - base) < band or value == base  # no difference is never a finding
 
     def base_mean(self, metric: str) -> float | None:
         spread = self.baseline.metrics.get(metric) if self.baseline else None
@@ -221,7 +221,8 @@ def noise_table(spec: TemplateSpec, current: RunSummary, history: list[RunSummar
         delta = "-"
         if current.run != 0 and v is not None and spread is not None:
             within = noise.within(m.name, v, spread.mean)
-            delta = f"{v - spread.mean:+.3g}" + {True: " within noise", False: " beyond noise", None: ""}[within]
+            delta = "no change" if v == spread.mean else \
+                f"{v - spread.mean:+.3g}" + {True: " within noise", False: " beyond noise", None: ""}[within]
         best = best_so_far(spec, history, m)
         best_txt = f"{_fmt(best[0])} (run_{best[1]})" if best else "-"
         base_txt = spread.text(_fmt) if spread else "-"
