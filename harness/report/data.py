@@ -243,6 +243,8 @@ def batch_report(batch_dir: Path, record: BatchRecord, store: Store) -> BatchRep
             metric, best = m.label, _fmt(top)
             if g is not None:
                 change, css = f"{g * 100:+.1f}%", "better" if g > 0 else "worse" if g < 0 else "same"
+                if g != 0 and idea and read_noise(Path(idea.workspace)).within(m.name, top, base):
+                    change, css = change + " within noise", "noise"  # the idea's best is no finding
         report = os.path.relpath(Path(e.workspace) / "report.html", batch_dir) if e.workspace else ""
         paper = os.path.relpath(Path(e.workspace) / idea.paper, batch_dir) if idea and idea.paper else ""
         lines.append(BatchLine(name, e.title, e.status, e.reason, report, paper, idea.stage if idea else "-",
