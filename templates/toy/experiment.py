@@ -102,7 +102,8 @@ def evaluate(sae, data, true_feats):
 
 
 def main(out_dir, seed=0):
-    cfg = Config(seed=seed)
+    cfg = Config()
+    cfg.seed = seed  # the harness's --seed (0 when not given)
     rng = np.random.default_rng(cfg.seed)
     data, true_feats = make_data(cfg, rng, 20_000)
     sae = SAE(cfg, rng)

@@ -124,8 +124,8 @@ def test_feedback_says_within_noise_and_the_best_run_is_confirmed_from_its_own_c
 def test_a_kill_during_the_confirmation_resumes_at_the_seed_it_hit(harness, tmp_path):
     # run_1_seed2 hangs the first time only, so the harness is killed while it runs
     slow = copy_template(tmp_path / "slow_confirm", patch={"experiment.py": (
-        "    cfg = Config(seed=seed)\n",
-        "    cfg = Config(seed=seed)\n"
+        "    cfg = Config()\n",
+        "    cfg = Config()\n"
         "    if out_dir == 'run_1_seed2' and not os.path.exists('hung_once'):\n"
         "        open('hung_once', 'w').close()\n"
         "        time.sleep(120)\n")})
