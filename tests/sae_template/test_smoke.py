@@ -53,9 +53,9 @@ def workspace(tmp_path_factory, template_dir):
     return ws, cache
 
 
-def _run(ws: Path, cache: Path, out: str) -> dict:
+def _run(ws: Path, cache: Path, out: str, *extra: str) -> dict:
     env = {**os.environ, "SAE_HARNESS_CACHE": str(cache)}
-    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}"], cwd=ws, env=env,
+    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}", *extra], cwd=ws, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads((ws / out / "final_info.json").read_text())
@@ -103,6 +103,18 @@ def test_warm_run_reads_everything_from_the_cache(runs):
     for key in ("explained_variance", "mse"):
         assert warm["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key] == pytest.approx(
             cold["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key], rel=1e-5)
+
+
+def test_the_seed_option_reaches_training_and_changes_the_sae(workspace, runs):
+    """--seed=S is how the harness runs the baseline and the best run again (issue 16)."""
+    ws, cache = workspace
+    seeded = _run(ws, cache, "run_0_seed1", "--seed=1")
+    assert seeded["training results"]["config"]["seed"] == 1
+    assert runs[0]["training results"]["config"]["seed"] == 0
+    ev = [r["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"]["explained_variance"]
+          for r in (runs[0], runs[1], seeded)]
+    assert ev[0] == pytest.approx(ev[1], abs=1e-6)  # the same seed repeats its result ...
+    assert ev[2] != pytest.approx(ev[0], abs=1e-6)  # ... another one does not
 
 
 def test_each_run_saves_its_sae_for_sae_lens_and_it_scores_what_the_run_reported(workspace, runs, monkeypatch):
