@@ -112,9 +112,9 @@ def test_the_seed_option_reaches_training_and_changes_the_sae(workspace, runs):
     assert seeded["training results"]["config"]["seed"] == 1
     assert runs[0]["training results"]["config"]["seed"] == 0
     ev = [r["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"]["explained_variance"]
-          for r in (runs[0], runs[1], seeded)]
-    assert ev[0] == pytest.approx(ev[1], abs=1e-6)  # the same seed repeats its result ...
-    assert ev[2] != pytest.approx(ev[0], abs=1e-6)  # ... another one does not
+          for r in (runs[0], seeded)]
+    # the same seed repeats its scores (test_warm_run_reads_everything_from_the_cache); another does not
+    assert ev[1] != pytest.approx(ev[0], rel=1e-5)
 
 
 def test_each_run_saves_its_sae_for_sae_lens_and_it_scores_what_the_run_reported(workspace, runs, monkeypatch):
