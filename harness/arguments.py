@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.config import HarnessConfig, field_docs
 from harness.errors import UserError
 
-IDEA_KEYS = ("template", "model", "api_base", "max_runs", "workspace_root", "budget_usd", "budget_tokens",
+IDEA_KEYS = ("template", "model", "api_base", "max_runs", "seeds", "workspace_root", "budget_usd", "budget_tokens",
              "run_timeout", "stop_after", "writeup_without_results", "reviewers", "improve")
 BATCH_KEYS = ("executor", "ray_address", "agents", "slots", "gpus")
 
@@ -35,6 +35,7 @@ def add_idea_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help=f"{docs['model']} Keys come from the usual environment variables.")
     p.add_argument("--api-base", dest="api_base", metavar="URL", help=docs["api_base"])
     p.add_argument("--max-runs", dest="max_runs", metavar="N", help=f"{docs['max_runs']} (default: {d.max_runs})")
+    p.add_argument("--seeds", metavar="N", help=f"{docs['seeds']}")
     p.add_argument("--workspace-root", dest="workspace_root", metavar="DIR",
                    help=f"{docs['workspace_root']} (default: {d.workspace_root})")
     p.add_argument("--budget-usd", dest="budget_usd", metavar="USD", help=docs["budget_usd"])

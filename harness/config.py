@@ -58,6 +58,8 @@ class HarnessConfig:
     """Last stage to run: baseline, experiments, plots, writeup or review (later stages stay pending)."""
     max_runs: int = 10
     """Experiment runs the agent may use, baseline not counted."""
+    seeds: int | None = None
+    """Seeds for the baseline and for the confirmation of the best run (default: the template's default_seeds, else 3; 1 turns the noise estimate off)."""
     workspace_root: Path = Path("workspaces")
     """Where idea workspaces (one git repo each) are created."""
     budget_usd: float | None = None
@@ -199,6 +201,9 @@ def _validate(cfg: HarnessConfig, source: str) -> None:
         raise UserError(f"{source}: 'gpus' must be GPU ids like 0,1 or none, got {cfg.gpus!r}")
     if cfg.reviewers > 10:
         raise UserError(f"{source}: 'reviewers' must be at most 10, got {cfg.reviewers}")
+    if cfg.seeds is not None and not 1 <= cfg.seeds <= 10:
+        raise UserError(f"{source}: 'seeds' must be between 1 and 10, got {cfg.seeds} "
+                        "(1 runs each setting once, without a noise estimate)")
     if cfg.max_runs > 50:
         raise UserError(f"{source}: 'max_runs' must be at most 50, got {cfg.max_runs}")
 

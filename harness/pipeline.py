@@ -18,13 +18,14 @@ from harness.execution.process import kill_stale_group
 from harness.ideas import check_declared_metric, load_idea
 from harness.progress import Progress
 from harness.records.state import STAGES, State, load_state, save_state
-from harness.stages import baseline, experiments, plots, review, writeup
+from harness.stages import baseline, confirm, experiments, plots, review, writeup
 from harness.stages.context import IdeaContext
 from harness.template import load_template
 from harness.workspace import Workspace
 
-RUNNERS = dict(zip(STAGES, (baseline.run, experiments.run, plots.run, writeup.run, review.run), strict=True))
-"""Each stage's entry point, in the order of STAGES (the one place stage names are spelled)."""
+RUNNERS = dict(zip(STAGES, (baseline.run, confirm.after_experiments, plots.run, writeup.run, review.run), strict=True))
+"""Each stage's entry point, in the order of STAGES (the one place stage names are spelled);
+the experiments stage ends with the confirmation of its best run over seeds (stages/confirm.py)."""
 
 
 class _QuietFileHandler(logging.FileHandler):

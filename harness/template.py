@@ -117,7 +117,17 @@ class TemplateSpec:
     evaluation: Evaluation | None = None
     """None: the run's own final_info.json is all there is, and its numbers are labelled
     self-reported wherever they appear."""
+    seed_arg: str | None = None
+    """The option experiment.py takes a seed with (`--seed` gets `--seed=S`); without it every
+    setting runs once and no noise band is known. Seed 0 is the script's own default, so
+    seed 0 runs are started without the option, exactly as before seeds existed."""
+    default_seeds: int | None = None
+    """Seeds when the harness config names none (a slow template may ask for fewer)."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def seed_args(self, seed: int) -> list[str]:
+        """The extra command-line arguments of a run with this seed."""
+        return [f"{self.seed_arg}={seed}"] if seed and self.seed_arg else []
 
     def cache_folder(self) -> Path | None:
         for var in self.cache_env:
@@ -258,11 +268,19 @@ def load_template(name_or_path: str) -> TemplateSpec:
         rules.append(DegenerateRule(r["metric"], r["op"], float(r["value"]), str(r.get("reason", ""))))
     known_keys = {"name", "description", "python_env", "run_timeout", "editable", "protected",
                   "baseline_inputs", "metrics", "degenerate", "settings_file", "cache_env",
-                  "cache_dir", "evaluation"}
+                  "cache_dir", "evaluation", "seed_arg", "default_seeds"}
     timeout = data.get("run_timeout", 1800)
     if not isinstance(timeout, int) or timeout <= 0:
         raise UserError(f"{src}: 'run_timeout' must be a positive whole number of seconds")
     protected = _str_list(data, "protected", src)
+    seed_arg = data.get("seed_arg")
+    if seed_arg is not None and (not isinstance(seed_arg, str) or not seed_arg.startswith("-")
+                                 or "=" in seed_arg or " " in seed_arg):
+        raise UserError(f"{src}: 'seed_arg' must be an option like --seed, got {seed_arg!r}")
+    default_seeds = data.get("default_seeds")
+    if default_seeds is not None and (isinstance(default_seeds, bool) or not isinstance(default_seeds, int)
+                                      or not 1 <= default_seeds <= 10):
+        raise UserError(f"{src}: 'default_seeds' must be a whole number from 1 to 10, got {default_seeds!r}")
     return TemplateSpec(
         name=str(data.get("name", root.name)),
         root=root,
@@ -278,5 +296,7 @@ def load_template(name_or_path: str) -> TemplateSpec:
         cache_env=_str_list(data, "cache_env", src),
         cache_dir=str(data["cache_dir"]) if data.get("cache_dir") else None,
         evaluation=_evaluation(data, root, protected, src),
+        seed_arg=seed_arg,
+        default_seeds=default_seeds,
         extra={k: v for k, v in data.items() if k not in known_keys},
     )

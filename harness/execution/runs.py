@@ -17,6 +17,7 @@ from harness.execution.process import (
 from harness.execution.sandbox import Sandbox
 from harness.records.run_meta import RunMeta, write_meta
 from harness.results.metrics import ResultsError, read_final_info, read_results
+from harness.results.noise import seed_folder
 from harness.template import TemplateSpec
 from harness.workspace import RevertedEdit, Workspace
 
@@ -51,18 +52,20 @@ class RunOutcome:
 def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: float, commit: str,
                    on_start: Callable[[int], None] | None = None, sandbox: Sandbox | None = None,
                    slots: SlotPool | None = None, cache_writable: bool = False,
-                   settings: dict[str, Any] | None = None) -> RunOutcome:
-    """Run experiment.py, then (when the template declares one) the harness's evaluation of what
-    it saved. `settings`: the harness config's template_settings, for the evaluation's own copy
-    of the settings file."""
-    folder = workspace / f"run_{index}"
+                   settings: dict[str, Any] | None = None, seed: int = 0) -> RunOutcome:
+    """Run experiment.py into run_<index>/ (seed 0) or run_<index>_seed<seed>/, then (when the
+    template declares one) the harness's evaluation of what it saved. `settings`: the harness
+    config's template_settings, for the evaluation's own copy of the settings file."""
+    name = seed_folder(index, seed)
+    folder = workspace / name
     if folder.exists():
         shutil.rmtree(folder)  # callers move anything worth keeping aside first
     folder.mkdir()
-    command = [str(spec.python), "experiment.py", f"--out_dir=run_{index}"]
+    args = [f"--out_dir={name}", *spec.seed_args(seed)]
+    command = [str(spec.python), "experiment.py", *args]
     proc = run_process(command, workspace, folder / "stdout.log", folder / "stderr.log",
                        timeout_s, env=scrubbed_env(), on_start=on_start, sandbox=sandbox,
-                       slots=slots, slot_label=f"run_{index}", cache_writable=cache_writable)
+                       slots=slots, slot_label=name, cache_writable=cache_writable)
     # before the harness writes meta.json or reads anything the run left
     removed = Workspace(workspace).remove_special_files()
     folder.mkdir(exist_ok=True)  # the run may have replaced its folder by a link, now removed
@@ -88,8 +91,9 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
                 info, mismatch = results.info, results.mismatch
             except ResultsError as exc:
                 error = str(exc)
-    write_meta(folder, RunMeta(**asdict(proc), run=index, commit=commit, status="ok" if not error else "failed",
-                               error=error, command_line=f"python experiment.py --out_dir=run_{index}",
+    write_meta(folder, RunMeta(**asdict(proc), run=index, seed=seed, commit=commit,
+                               status="ok" if not error else "failed",
+                               error=error, command_line=" ".join(["python experiment.py", *args]),
                                isolation=sandbox.describe() if sandbox else "process (no limits)",
                                removed=[r.describe() for r in removed], python=command[0],
                                evaluation_s=evaluation_s, mismatch=mismatch,
@@ -97,17 +101,18 @@ def run_experiment(workspace: Path, spec: TemplateSpec, index: int, timeout_s: f
     return RunOutcome(index, folder, proc, info, error, removed, mismatch, evaluation_s)
 
 
-def set_aside(workspace: Path, index: int, kind: str) -> Path | None:
-    """Keep a failed or interrupted run's folder for review as run_<i>_<kind>_<n>."""
-    folder = workspace / f"run_{index}"
+def set_aside(workspace: Path, index: int, kind: str, seed: int = 0) -> Path | None:
+    """Keep a failed or interrupted run's folder for review as run_<i>[_seed<s>]_<kind>_<n>."""
+    base = seed_folder(index, seed)
+    folder = workspace / base
     if not folder.exists():
         return None
     if not any(folder.iterdir()):
         folder.rmdir()  # it never started (its idea was waiting for a batch slot): nothing to review
         return None
     n = 1
-    while (workspace / f"run_{index}_{kind}_{n}").exists():
+    while (workspace / f"{base}_{kind}_{n}").exists():
         n += 1
-    dest = workspace / f"run_{index}_{kind}_{n}"
+    dest = workspace / f"{base}_{kind}_{n}"
     folder.rename(dest)
     return dest

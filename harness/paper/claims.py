@@ -51,6 +51,7 @@ from harness.paper.texscan import mask, plain_numbers, scan, sentence_breaks
 from harness.records.files import read_json
 from harness.records.run_meta import read_meta
 from harness.results.metrics import ResultsError, read_results
+from harness.results.noise import NOISE_FILE, finished, seed_of_folder
 from harness.template import TemplateSpec, load_template
 
 CLAIMS_FILE = "claims.json"
@@ -236,6 +237,13 @@ class KnownValues:
         failed_in_state = _failed_in_state(ws)
         for run_dir in sorted(ws.glob("run_*")):
             m = re.fullmatch(r"run_(\d+)", run_dir.name)
+            if seed_of_folder(run_dir.name):  # another seed of run_<i>: its numbers
+                if spec is not None and finished(spec, run_dir):
+                    source = (f"{run_dir.name}/{spec.evaluation.output} (harness)" if spec.evaluation
+                              else f"{run_dir.name}/final_info.json")
+                    known.add_json(read_results(spec, run_dir).info, source)
+                elif spec is None and (meta := read_meta(run_dir)) is not None and meta.status == "ok":
+                    known.add_json(read_json(run_dir / "final_info.json"), f"{run_dir.name}/final_info.json")
             if not m or not run_dir.is_dir():
                 continue
             n = int(m.group(1))
@@ -254,9 +262,13 @@ class KnownValues:
             known.add_json(info, source)
             if meta is not None:
                 known.add_json(meta.duration_s, f"{run_dir.name}/meta.json", "duration_s")
+                known.add_json(meta.seed, f"{run_dir.name}/meta.json", "seed")
                 for key in ("config", "seed"):  # written by templates that record them
                     if key in meta.extra:
                         known.add_json(meta.extra[key], f"{run_dir.name}/meta.json", key)
+        noise = read_json(ws / NOISE_FILE)  # means and spreads over seeds, which tables quote
+        if isinstance(noise, dict):
+            known.add_json(noise.get("runs", {}), NOISE_FILE)
         notes = ws / "notes.txt"
         if notes.is_file():
             known.add_text(notes.read_text(encoding="utf-8", errors="replace"), "notes.txt")

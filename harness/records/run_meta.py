@@ -31,6 +31,8 @@ class RunMeta:
     slot_wait_s: float = 0.0
     """Seconds spent waiting for that slot (not part of duration_s)."""
     run: int | None = None
+    seed: int = 0
+    """The seed the run was started with (0: the script's default, no seed option given)."""
     commit: str = ""
     """The commit whose code ran."""
     status: Literal["ok", "failed", ""] = ""

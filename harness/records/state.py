@@ -60,6 +60,21 @@ class ExperimentsProgress:
 
 
 @dataclass
+class ConfirmProgress:
+    """The confirmation step at the end of the experiments stage: the best run again with
+    the baseline's other seeds, each into run_<i>_seed<s>/ from run_<i>'s own commit."""
+    run: int | None = None
+    """The run being confirmed, chosen once (a resume keeps it even if the ranking changed)."""
+    metric: str = ""
+    """The metric it was chosen by."""
+    seeds_done: list[int] = field(default_factory=list)
+    pending_seed: int | None = None
+    """Set while that seed runs; a resume finds experiment.py swapped and the folder half-made."""
+    done: bool = False
+    outcome: str = ""
+
+
+@dataclass
 class PlotsProgress:
     step: Literal["", "edit", "run", "describe", "done"] = ""
     """The next step ('' before the stage starts)."""
@@ -104,6 +119,7 @@ class State:
     stages: dict[str, StageStatus] = field(default_factory=dict)
     runs: dict[str, RunRecord] = field(default_factory=dict)
     experiments: ExperimentsProgress = field(default_factory=ExperimentsProgress)
+    confirm: ConfirmProgress = field(default_factory=ConfirmProgress)
     plots: PlotsProgress = field(default_factory=PlotsProgress)
     writeup: WriteupProgress = field(default_factory=WriteupProgress)
     review: ReviewProgress = field(default_factory=ReviewProgress)
@@ -141,6 +157,7 @@ def _parse(path: Path) -> State:
         state = _from_dict(State, data)
         state.runs = {k: _from_dict(RunRecord, v) for k, v in data.get("runs", {}).items()}
         state.experiments = _from_dict(ExperimentsProgress, data.get("experiments", {}))
+        state.confirm = _from_dict(ConfirmProgress, data.get("confirm", {}))
         state.plots = _from_dict(PlotsProgress, data.get("plots", {}))
         state.writeup = _from_dict(WriteupProgress, data.get("writeup", {}))
         state.review = _from_dict(ReviewProgress, data.get("review", {}))

@@ -16,6 +16,7 @@ from harness.records.batch import BatchRecord
 from harness.records.files import read_json
 from harness.results.leaderboard import gain
 from harness.results.metrics import ResultsError, fmt_short, read_results
+from harness.results.noise import Noise, read_noise
 from harness.results.store import IdeaRow, MetricDef, RunRow, Store
 from harness.template import TemplateSpec, load_template
 
@@ -29,7 +30,7 @@ WORKSPACE_LINKS = (("paper", "paper.pdf"), ("claims check", "claims.json"), ("re
 class Cell:
     text: str
     css: str
-    """better | worse | same | base | missing"""
+    """better | worse | same | noise (a difference inside the seed-noise band) | base | missing"""
 
 
 @dataclass
@@ -106,13 +107,21 @@ class IdeaReport:
 _fmt = fmt_short
 
 
-def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool) -> Cell:
+def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool, noise: Noise | None = None) -> Cell:
+    """A run's value against the baseline; with the baseline's seed spread, against its mean,
+    coloured only when the difference leaves the noise band (grey 'noise' otherwise)."""
+    seeded = noise.runs.get(0) if noise else None
+    spread = seeded.metrics.get(m.name) if seeded else None
     if is_base:
-        return Cell(_fmt(v), "base")
+        return Cell(spread.text(_fmt) if spread and spread.std is not None else _fmt(v), "base")
+    if spread is not None and spread.band is not None:
+        base = spread.mean
     g = gain(m, v, base)
     if g is None:
         return Cell(_fmt(v), "missing")
     pct = f" ({g * 100:+.1f}%)" if base not in (None, 0) else ""
+    if g != 0 and noise is not None and noise.within(m.name, v, base):
+        return Cell(_fmt(v) + pct + " within noise", "noise")
     return Cell(_fmt(v) + pct, "better" if g > 0 else "worse" if g < 0 else "same")
 
 
@@ -130,11 +139,12 @@ def _checked(ws: Path, folder: str, spec: TemplateSpec | None) -> tuple[list[str
 def run_lines(ws: Path, runs: list[RunRow], metrics: list[MetricDef],
               spec: TemplateSpec | None = None) -> list[RunLine]:
     base_row = next((r for r in runs if r.run == 0 and r.status == "done"), None)
+    noise = read_noise(ws)
     out = []
     for r in runs:
         if r.status == "done":
-            cells = [_cell(m, r.metrics.get(m.name), base_row.metrics.get(m.name) if base_row else None, r.run == 0)
-                     for m in metrics]
+            cells = [_cell(m, r.metrics.get(m.name), base_row.metrics.get(m.name) if base_row else None, r.run == 0,
+                           noise) for m in metrics]
         else:
             cells = [Cell("-", "missing") for _ in metrics]
         links = [(name.split(".")[0], f"{r.folder}/{name}") for name in RUN_FILES if (ws / r.folder / name).is_file()]
@@ -285,6 +295,8 @@ def batch_report(batch_dir: Path, record: BatchRecord, store: Store) -> BatchRep
             metric, best = m.label, _fmt(top)
             if g is not None:
                 change, css = f"{g * 100:+.1f}%", "better" if g > 0 else "worse" if g < 0 else "same"
+                if g != 0 and idea and read_noise(Path(idea.workspace)).within(m.name, top, base):
+                    change, css = change + " within noise", "noise"  # the idea's best is no finding
         report = os.path.relpath(Path(e.workspace) / "report.html", batch_dir) if e.workspace else ""
         paper = os.path.relpath(Path(e.workspace) / idea.paper, batch_dir) if idea and idea.paper else ""
         lines.append(BatchLine(name, e.title, e.status, e.reason, report, paper, idea.stage if idea else "-",

@@ -57,6 +57,14 @@ class IdeaContext:
         return self.cfg.run_timeout or self.spec.run_timeout
 
     @property
+    def seeds(self) -> int:
+        """Seeds per setting: the config's, else the template's default, else 3; a template
+        whose experiment.py takes no seed runs each setting once."""
+        if not self.spec.seed_arg:
+            return 1
+        return self.cfg.seeds or self.spec.default_seeds or 3
+
+    @property
     def sandbox(self) -> Sandbox:
         folder = self.spec.cache_folder()
         return make_sandbox(self.cfg.sandbox, self.cfg.run_memory_gb, self.run_timeout,

@@ -23,6 +23,7 @@ from harness.results.metrics import (
     read_results,
     summarise,
 )
+from harness.results.noise import noise_table, read_noise
 from harness.stages.context import IdeaContext
 from harness.stages.turns import agent_turn
 from harness.workspace import HARNESS_DIR
@@ -44,6 +45,9 @@ def _table_for(ctx: IdeaContext, index: int) -> tuple[str, RunSummary]:
     history = run_summaries(ctx)
     current = next((s for s in history if s.run == index), None) or summarise(ctx.spec, index, info)
     baseline = next((s for s in history if s.run == 0), None)
+    noise = read_noise(ctx.path)
+    if noise.bands():  # the baseline has seeds: judge the run against their spread
+        return noise_table(ctx.spec, current, history, info, noise), current
     return compact_table(ctx.spec, current, baseline, history, info), current
 
 

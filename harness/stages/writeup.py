@@ -30,6 +30,7 @@ from harness.results.metrics import (
     read_results,
     summarise,
 )
+from harness.results.noise import read_noise
 from harness.stages.context import IdeaContext
 from harness.stages.experiments import declared_metric, run_summaries
 from harness.stages.turns import agent_turn
@@ -66,10 +67,21 @@ def _results_table(ctx: IdeaContext) -> tuple[str, str]:
     head = ["run"] + [f"{m.label} ({'higher' if m.better == 'higher' else 'lower'} is better)" for m in metrics]
     rows = [" | ".join(head)]
     summaries = [summarise(ctx.spec, r.index, infos[r.index]) for r in runs]
+    noise = read_noise(ctx.path)
     for r, s in zip(runs, summaries):
-        cells = ["-" if s.values.get(m.name) is None else f"{s.values[m.name]:.4g}" for m in metrics]
+        seeded = noise.runs.get(r.index)
+        if seeded and len(seeded.seeds) > 1:  # mean ± std over the seeds, not seed 0 alone
+            cells = [seeded.metrics[m.name].text() if m.name in seeded.metrics else "-" for m in metrics]
+            seeds = f" (mean ± std over seeds {', '.join(map(str, seeded.seeds))})"
+        else:
+            cells = ["-" if s.values.get(m.name) is None else f"{s.values[m.name]:.4g}" for m in metrics]
+            seeds = ""
         flag = f" (degenerate: {'; '.join(s.degenerate)})" if s.degenerate else ""
-        rows.append(" | ".join([f"run_{r.index}{' (baseline)' if r.index == 0 else ''}"] + cells) + flag)
+        rows.append(" | ".join([f"run_{r.index}{' (baseline)' if r.index == 0 else ''}{seeds}"] + cells) + flag)
+    bands = noise.bands()
+    if bands:
+        rows.append(f"Noise: {noise.rule}. Bands: " + "; ".join(
+            f"{m.label} ±{bands[m.name]:.3g}" for m in metrics if m.name in bands) + ".")
     return "\n".join(rows), _best_runs(ctx, summaries, metrics)
 
 
@@ -113,7 +125,28 @@ def _declared(ctx: IdeaContext) -> dict | None:
     value, run = (max if direction == "higher" else min)(moved)
     held = value > base if direction == "higher" else value < base
     return out | dict(run=run, value=f"{value:.4g}", base=f"{base:.4g}", held=held,
-                      noise="Each run was trained once, so whether the difference exceeds seed noise is not known.")
+                      noise=_noise_sentence(ctx, m, run))
+
+
+def _noise_sentence(ctx: IdeaContext, m, run: int) -> str:
+    """Whether that run's difference from the baseline leaves the seed-noise band."""
+    noise = read_noise(ctx.path)
+    base = noise.baseline.metrics.get(m.name) if noise.baseline else None
+    if base is None or base.band is None:
+        return "Each run was trained once, so whether the difference exceeds seed noise is not known."
+    seeded = noise.runs.get(run)
+    spread = seeded.metrics.get(m.name) if seeded and run != 0 else None
+    value = spread.mean if spread else _value_of(ctx, run, m.name)
+    where = (f"over its seeds {', '.join(map(str, seeded.seeds))} run_{run} has {spread.text()}" if spread
+             else f"run_{run} ran with one seed ({value:.4g})")
+    within = noise.within(m.name, value, base.mean)
+    verdict = "within seed noise, so it is not evidence either way" if within else "beyond seed noise"
+    return (f"The baseline over {len(noise.baseline.seeds)} seeds has {base.text()}; {where}: the difference "
+            f"of {value - base.mean:+.3g} is {verdict} (band ±{base.band:.3g}, {noise.rule}).")
+
+
+def _value_of(ctx: IdeaContext, run: int, metric: str) -> float:
+    return next(s.values[metric] for s in run_summaries(ctx) if s.run == run)
 
 
 def _context(ctx: IdeaContext) -> dict:
@@ -217,7 +250,7 @@ def run(ctx: IdeaContext) -> None:
     session = _session(ctx, "compile")
     try:
         result, turn = _compile(ctx, session, turn, COMPILE_FIX_ROUNDS, "compile fix")
-        report = verify_paper(ctx.path, ctx.path / TEX, spec=ctx.spec)
+        report = verify_paper(ctx.path, ctx.path / TEX, spec=ctx.spec, noise=read_noise(ctx.path).bands())
         first_unmatched = len(report.unmatched)
         if not report.ok:
             ctx.say(STAGE, f"{first_unmatched} of {len(report.results)} claims do not trace to run files, "
@@ -225,7 +258,7 @@ def run(ctx: IdeaContext) -> None:
             turn += 1
             _turn(ctx, session, render("writeup_claims", report=report.message()), turn, "claims correction")
             result, turn = _compile(ctx, session, turn, 1, "compile fix after claims")
-            report = verify_paper(ctx.path, ctx.path / TEX, spec=ctx.spec)
+            report = verify_paper(ctx.path, ctx.path / TEX, spec=ctx.spec, noise=read_noise(ctx.path).bands())
     finally:
         session.close()
     published = _publish(ctx, result)

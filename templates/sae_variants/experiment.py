@@ -1,6 +1,6 @@
 """Train one sparse autoencoder on a language model's residual stream and evaluate it.
 
-    python experiment.py --out_dir=run_0
+    python experiment.py --out_dir=run_0 [--seed=S]
 
 Reads top to bottom: hyper-parameters, the SAE, the trainer, main(). The language model, the
 layer, the data and the evaluation suite are fixed by saekit/ and experiment_config.yaml (both
@@ -237,11 +237,11 @@ def input_scale(acts: torch.Tensor, n: int = 50_000) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-def main(out_dir: str) -> None:
+def main(out_dir: str, seed: int = 0) -> None:
     run_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tc = TrainConfig()
+    tc = TrainConfig(seed=seed)
     bench = saekit.prepare()  # language model + cached activations (built on a machine's first run)
     seconds_prepare = time.perf_counter() - run_start
     torch.manual_seed(tc.seed)  # after prepare: a cold run's cache building draws random numbers too
@@ -283,4 +283,7 @@ def main(out_dir: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out_dir", type=str, default="run_0")
-    main(parser.parse_args().out_dir)
+    # the harness reruns the baseline and the best run with other seeds; keep this option
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    main(args.out_dir, args.seed)

@@ -6,6 +6,11 @@ load_runs merges them, the harness's sections winning, so figures show the harne
 
 Edit `labels` to choose which runs appear and what they are called. Each figure is written as PNG
 (for looking at) and PDF (for the paper).
+
+Where the harness ran a setting with several seeds (run_0_seed1/, run_3_seed2/, ... beside
+run_0/ and run_3/), load_runs() gives that run's mean over its seeds, and every number it holds
+carries the standard deviation too: formatted, it prints as "mean$\pm$std" (so a LaTeX table
+shows mean ± std without further code), bars get error bars. `float(v)` is the plain mean.
 """
 
 import json
@@ -37,16 +42,58 @@ HEADLINE = [
 ]
 
 
+class Seeded(float):
+    """A mean over seeds that remembers its standard deviation (sample std, n - 1)."""
+
+    def __new__(cls, mean: float, std: float, n: int):
+        obj = super().__new__(cls, mean)
+        obj.std, obj.n = std, n
+        return obj
+
+    def __format__(self, spec: str) -> str:
+        return f"{float.__format__(self, spec)}$\\pm${format(self.std, spec)}"
+
+
+def _seed_folders(run: str) -> list[Path]:
+    """The run's own folder and its finished seed folders (run_3_seed1, ...)."""
+    out = [Path(run)]
+    for p in sorted(Path(".").glob(f"{run}_seed*")):
+        meta = p / "meta.json"
+        ok = meta.exists() and json.loads(meta.read_text()).get("status") == "ok"
+        if p.name[len(run) + 5:].isdigit() and ok and (p / "final_info.json").exists():
+            out.append(p)
+    return out
+
+
+def _combine(infos: list):
+    """Nested results of several seeds -> one, numbers replaced by their Seeded mean."""
+    first = infos[0]
+    if isinstance(first, dict):
+        return {k: _combine([i[k] for i in infos if isinstance(i, dict) and k in i]) for k in first}
+    numbers = [x for x in infos if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    if len(numbers) == len(infos) > 1 and not isinstance(first, bool):
+        mean = sum(numbers) / len(numbers)
+        std = (sum((x - mean) ** 2 for x in numbers) / (len(numbers) - 1)) ** 0.5
+        return Seeded(mean, std, len(numbers))
+    return first
+
+
+def _results(folder: Path) -> dict:
+    """A run's numbers: its own final_info.json (training logs, timings) with the harness's
+    evaluation.json over it, which holds every score."""
+    info = json.loads((folder / "final_info.json").read_text())
+    evaluation = folder / "evaluation.json"
+    if evaluation.exists():
+        info.update(json.loads(evaluation.read_text()))
+    return info
+
+
 def load_runs() -> dict[str, dict]:
     runs = {}
     for run, label in labels.items():
         path = Path(run) / "final_info.json"
         if path.exists():
-            info = json.loads(path.read_text())
-            evaluation = Path(run) / "evaluation.json"
-            if evaluation.exists():
-                info.update(json.loads(evaluation.read_text()))
-            runs[label] = info
+            runs[label] = _combine([_results(f) for f in _seed_folders(run)])
     return runs
 
 
@@ -70,7 +117,9 @@ def plot_headline(runs: dict[str, dict]) -> None:
     names = list(runs)
     for ax, (title, path, better) in zip(axes, HEADLINE):
         values = [get(runs[n], path) for n in names]
-        ax.bar(range(len(names)), [v if v is not None else 0 for v in values], color="tab:blue")
+        errors = [getattr(v, "std", 0.0) for v in values]
+        ax.bar(range(len(names)), [v if v is not None else 0 for v in values], color="tab:blue",
+               yerr=errors if any(errors) else None, capsize=3)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"{title} ({better} is better)", fontsize=9)
         ax.set_ylabel(title)

@@ -4,7 +4,8 @@ Runs in about a second on one CPU core with numpy alone. It exists so that the h
 can be tested (and demonstrated) end to end without a language model; its results are
 shaped like the SAE template's (SAEBench-style nesting), on a much smaller problem.
 
-Usage (the only argument): python experiment.py --out_dir=run_1
+Usage: python experiment.py --out_dir=run_1 [--seed=S]
+(the harness passes --seed to rerun the same code with other seeds; keep that option)
 """
 
 import argparse
@@ -100,8 +101,9 @@ def evaluate(sae, data, true_feats):
     }
 
 
-def main(out_dir):
+def main(out_dir, seed=0):
     cfg = Config()
+    cfg.seed = seed  # the harness's --seed (0 when not given)
     rng = np.random.default_rng(cfg.seed)
     data, true_feats = make_data(cfg, rng, 20_000)
     sae = SAE(cfg, rng)
@@ -119,4 +121,6 @@ def main(out_dir):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--out_dir", required=True)
-    main(parser.parse_args().out_dir)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    main(args.out_dir, args.seed)

@@ -49,6 +49,14 @@ def test_sae_template_through_the_harness(harness):
         assert name in feedback, name
     assert "Run 1 finished" in feedback
     assert r.state()["runs"]["1"]["status"] == "done" and not r.state()["runs"]["1"]["degenerate"]
+    # the template's default of 2 seeds: the baseline's seed 1 and the confirmation of run_1 ran
+    # with --seed=1, which reached TrainConfig.seed, and the agent saw the baseline's spread
+    for folder, l0_expected in (("run_0_seed1", 32.0), ("run_1_seed1", 16.0)):
+        info = json.loads((r.workspace / folder / "final_info.json").read_text())
+        assert info["training results"]["config"]["seed"] == 1
+        assert info["core evaluation results"]["eval_result_metrics"]["sparsity"]["l0"] == l0_expected
+        assert json.loads((r.workspace / folder / "meta.json").read_text())["seed"] == 1
+    assert "run_0 (2 seeds)" in feedback
 
 
 def test_a_setting_the_template_lacks_is_a_one_line_error(harness):

@@ -54,11 +54,11 @@ def workspace(tmp_path_factory, template_dir):
     return ws, cache
 
 
-def _run(ws: Path, cache: Path, out: str) -> dict:
+def _run(ws: Path, cache: Path, out: str, *extra: str) -> dict:
     """experiment.py, then the evaluation step the harness runs after it (template.yaml), here
     in the workspace itself; the result is what the harness reads: both files merged."""
     env = {**os.environ, "SAE_HARNESS_CACHE": str(cache)}
-    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}"], cwd=ws, env=env,
+    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}", *extra], cwd=ws, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     proc = subprocess.run([sys.executable, "-m", "saekit.evaluate_run", "--run_dir", out, "--out",
@@ -113,6 +113,18 @@ def test_warm_run_reads_everything_from_the_cache(runs):
     for key in ("explained_variance", "mse"):
         assert warm["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key] == pytest.approx(
             cold["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"][key], rel=1e-5)
+
+
+def test_the_seed_option_reaches_training_and_changes_the_sae(workspace, runs):
+    """--seed=S is how the harness runs the baseline and the best run again (issue 16)."""
+    ws, cache = workspace
+    seeded = _run(ws, cache, "run_0_seed1", "--seed=1")
+    assert seeded["training results"]["config"]["seed"] == 1
+    assert runs[0]["training results"]["config"]["seed"] == 0
+    ev = [r["core evaluation results"]["eval_result_metrics"]["reconstruction_quality"]["explained_variance"]
+          for r in (runs[0], seeded)]
+    # the same seed repeats its scores (test_warm_run_reads_everything_from_the_cache); another does not
+    assert ev[1] != pytest.approx(ev[0], rel=1e-5)
 
 
 def test_each_run_saves_its_sae_for_sae_lens_and_it_scores_what_the_run_reported(workspace, runs, monkeypatch):
