@@ -62,7 +62,7 @@ def _new_sae(experiment, bench):
     return sae, tc
 
 
-def train_worker(config: Path, state: Path) -> None:
+def train_worker(config: Path, state: Path, steps: int | None) -> None:
     import torch
 
     saekit, experiment = _import_template(TEMPLATE)
@@ -70,7 +70,7 @@ def train_worker(config: Path, state: Path) -> None:
     sae, tc = _new_sae(experiment, bench)
     batches = saekit.ActivationBatches(bench.train_acts, tc.batch_size, tc.seed)
     start = time.perf_counter()
-    experiment.train(sae, batches, tc, max(1, int(tc.epochs * len(batches) / tc.batch_size)))
+    experiment.train(sae, batches, tc, steps or max(1, int(tc.epochs * len(batches) / tc.batch_size)))
     print(f"trained in {time.perf_counter() - start:.1f} s", flush=True)
     torch.save(sae.state_dict(), state)
 
@@ -87,23 +87,26 @@ def eval_worker(saekit_root: Path, config: Path, state: Path, out: Path, profile
     sae.load_state_dict(torch.load(state))
     sae.eval()
     out.mkdir(parents=True, exist_ok=True)
-    if profile is not None:
-        # one profile per eval: wrap the three entry points that saekit.evaluate calls
-        side = out.name
-        evals_pkg = sys.modules["saekit.evals"]
-        for name in ("run_core_eval", "run_sparse_probing_eval", "run_absorption_eval"):
-            original = getattr(evals_pkg, name)
+    # wrap the three entry points that saekit.evaluate calls: process CPU seconds per eval (less
+    # distorted than wall time on a shared machine) and, if asked, one cProfile file per eval
+    evals_pkg = sys.modules["saekit.evals"]
+    cpu: dict[str, float] = {}
+    for name in ("run_core_eval", "run_sparse_probing_eval", "run_absorption_eval"):
+        original = getattr(evals_pkg, name)
 
-            def wrapped(*args, _f=original, _n=name, **kwargs):
-                prof = cProfile.Profile()
-                try:
-                    return prof.runcall(_f, *args, **kwargs)
-                finally:
-                    prof.dump_stats(profile / f"{side}_{_n}.prof")
+        def wrapped(*args, _f=original, _n=name, **kwargs):
+            prof = cProfile.Profile() if profile is not None else None
+            start = time.process_time()
+            try:
+                return prof.runcall(_f, *args, **kwargs) if prof else _f(*args, **kwargs)
+            finally:
+                cpu[_n] = time.process_time() - start
+                if prof:
+                    prof.dump_stats(profile / f"{out.name}_{_n}.prof")
 
-            setattr(evals_pkg, name, wrapped)
+        setattr(evals_pkg, name, wrapped)
     sections, seconds = saekit.evaluate(sae, bench, out)
-    (out / "sections.json").write_text(json.dumps({"sections": sections, "seconds": seconds}, default=str))
+    (out / "sections.json").write_text(json.dumps({"sections": sections, "seconds": seconds, "cpu": cpu}, default=str))
 
 
 def leaves(obj, prefix=""):
@@ -158,6 +161,7 @@ def main() -> None:
     parser.add_argument("--old", default="main", help="git revision whose saekit is the reference")
     parser.add_argument("--profile", type=Path, help="write cProfile files per eval and side here")
     parser.add_argument("--state", type=Path, help="evaluate this saved state_dict instead of training")
+    parser.add_argument("--train-steps", type=int, help="train this many steps (default: experiment.py's one epoch)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--worker", choices=["train", "eval"], help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -167,7 +171,7 @@ def main() -> None:
     if not config.exists():
         sys.exit(f"--config {config} does not exist; give a template config YAML")
     if args.worker == "train":
-        return train_worker(config, args.state)
+        return train_worker(config, args.state, args.train_steps)
     if args.worker == "eval":
         return eval_worker(args.root, config, args.state, args.out, args.profile)
 
@@ -181,7 +185,8 @@ def main() -> None:
     me = [sys.executable, str(Path(__file__).resolve())]
     state = args.state or tmp / "sae_state.pt"
     if args.state is None:
-        subprocess.run([*me, "--worker", "train", "--config", str(config), "--state", str(state)], check=True)
+        cmd = [*me, "--worker", "train", "--config", str(config), "--state", str(state)]
+        subprocess.run(cmd + (["--train-steps", str(args.train_steps)] if args.train_steps else []), check=True)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -195,13 +200,18 @@ def main() -> None:
         wall = time.perf_counter() - start
         results[side] = json.loads((tmp / side / "sections.json").read_text())
         secs = results[side]["seconds"]
-        print(f"{side}: process {wall:6.1f} s; eval " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items())
-              + f" = {sum(secs.values()):.1f} s (load average {os.getloadavg()[0]:.2f})", flush=True)
+        cpu = results[side]["cpu"]
+        print(f"{side}: process {wall:6.1f} s; eval wall " + ", ".join(f"{k} {v:.1f} s" for k, v in secs.items())
+              + f" = {sum(secs.values()):.1f} s; CPU " + ", ".join(f"{k.split('_', 1)[1]} {v:.1f} s" for k, v in cpu.items())
+              + f" (load average {os.getloadavg()[0]:.2f})", flush=True)
     n, problems = compare(results["old"]["sections"], results["new"]["sections"])
     for p in problems:
         print("DIFFERS", p)
-    speedup = sum(results["old"]["seconds"].values()) / max(1e-9, sum(results["new"]["seconds"].values()))
-    print(f"{n} values compared, {len(problems)} differ by more than {TOLERANCE}; eval time old/new = {speedup:.2f}x")
+    def ratio(key):
+        return sum(results["old"][key].values()) / max(1e-9, sum(results["new"][key].values()))
+
+    print(f"{n} values compared, {len(problems)} differ by more than {TOLERANCE}; "
+          f"eval time old/new: wall {ratio('seconds'):.2f}x, CPU {ratio('cpu'):.2f}x")
     if not args.keep:
         import shutil
 

@@ -133,3 +133,35 @@ def test_absorption_rows_match_the_calculator(sae):
     # the random SAE exercises every branch: none, partial and full absorption
     fractions = df["absorption_fraction"]
     assert (fractions == 0).any() and ((fractions > 0) & (fractions < 1)).any() and df["is_full_absorption"].any()
+
+
+class _VocabModel:
+    """A model whose hook activation at every position is a fixed random vector per prompt."""
+
+    class cfg:
+        model_name = "stub"
+        d_model = D_IN
+
+    def run_with_cache(self, prompts, names_filter=None):
+        out = torch.stack([torch.randn(4, D_IN, generator=torch.Generator().manual_seed(sum(map(ord, p)))) for p in prompts])
+        return None, {names_filter[0]: out}
+
+
+def test_lm_probe_build_matches_sae_bench(tmp_path):
+    from sae_bench.evals.absorption.common import create_and_train_probe
+    from sae_bench.evals.absorption.prompting import first_letter_formatter
+
+    vocab = [f" {chr(97 + i % 26)}{'xy'[i % 2] * (1 + i // 26)}" for i in range(120)]
+    kwargs = dict(formatter=first_letter_formatter(), hook_point="blocks.0.hook_resid_post", vocab=vocab,
+                  batch_size=16, num_epochs=3, lr=1e-2, base_template="{word} has the first letter:", pos_idx=-2)
+    for where, build in (("theirs", create_and_train_probe), ("ours", scoring.create_and_train_probe)):
+        random.seed(5)
+        torch.manual_seed(5)
+        extra = {"device": torch.device("cpu")} if where == "theirs" else {}
+        build(model=_VocabModel(), probes_dir=tmp_path / where, **kwargs, **extra)
+    probe = {w: torch.load(tmp_path / w / "stub" / "layer_0" / "probe.pth", weights_only=False) for w in ("theirs", "ours")}
+    assert torch.equal(probe["ours"].weights, probe["theirs"].weights)
+    assert torch.equal(probe["ours"].biases, probe["theirs"].biases)
+    data = {w: np.load(tmp_path / w / "stub" / "layer_0" / "data.npz") for w in ("theirs", "ours")}
+    for key in ("X_train", "X_test", "y_train", "y_test"):
+        assert np.array_equal(data["ours"][key], data["theirs"][key]), key

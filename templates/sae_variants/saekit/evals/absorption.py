@@ -136,8 +136,9 @@ def absorption_key(cfg: ExperimentConfig) -> dict:
 
 def _build_probe(cfg: ExperimentConfig, lm: LanguageModel, out: Path) -> None:
     """The LM's own first-letter probe (sae_bench's create_and_train_probe), trained once."""
-    from sae_bench.evals.absorption.common import create_and_train_probe
     from sae_bench.evals.absorption.prompting import first_letter_formatter
+
+    from .absorption_scoring import create_and_train_probe
 
     vocab = whole_word_vocab(lm.tokenizer, cfg.absorption.vocab_size, cfg.seed)
     random.seed(cfg.seed)
@@ -151,7 +152,6 @@ def _build_probe(cfg: ExperimentConfig, lm: LanguageModel, out: Path) -> None:
         batch_size=64,
         num_epochs=50,
         lr=1e-2,
-        device=torch.device(lm.model.cfg.device),
         base_template=PROMPT_TEMPLATE,
         pos_idx=PROMPT_TOKEN_POS,
     )

@@ -45,9 +45,9 @@ class ShuffledBatches:
             yield self.x[idx], self.y[idx]
 
 
-def train_multi_probe(x: torch.Tensor, y: torch.Tensor, batch_size: int, num_epochs: int, l1_decay: float,
+def train_multi_probe(x: torch.Tensor, y: torch.Tensor, batch_size: int, num_epochs: int, l1_decay: float | None,
                       lr: float = 0.01, end_lr: float = 1e-5, weight_decay: float = 1e-6):
-    """sae_bench's train_sparse_multi_probe (probing.train_multi_probe with an L1 term), fed by
+    """sae_bench's probing.train_multi_probe (with an L1 term: train_sparse_multi_probe) fed by
     ShuffledBatches; the training loop itself is sae_bench's."""
     from sae_bench.evals.absorption import probing
 
@@ -63,11 +63,41 @@ def train_multi_probe(x: torch.Tensor, y: torch.Tensor, batch_size: int, num_epo
         weight_decay=weight_decay,
         show_progress=False,
         optimizer_name="Adam",
-        extra_loss_fn=lambda p, _x, _y: l1_decay * p.weights.abs().sum(dim=-1).mean(),
+        extra_loss_fn=None if l1_decay is None else lambda p, _x, _y: l1_decay * p.weights.abs().sum(dim=-1).mean(),
         verbose=False,
         device=x.device,
     )
     return probe
+
+
+def create_and_train_probe(model, formatter, hook_point: str, probes_dir, vocab: list[str], batch_size: int,
+                           num_epochs: int, lr: float, base_template: str, pos_idx: int) -> None:
+    """sae_bench's common.create_and_train_probe (the LM's first-letter probe, built once per cache
+    entry) with its 50 epochs of 64-row batches fed by ShuffledBatches: same files, same probe."""
+    from pathlib import Path
+
+    from sae_bench.evals.absorption import probing
+
+    train_set, test_set = probing.create_dataset_probe_training(
+        vocab=vocab, formatter=formatter, num_prompts_per_token=1, base_template=base_template
+    )
+    layer = int(hook_point.split(".")[1])
+    path = Path(probes_dir) / f"{model.cfg.model_name}" / f"layer_{layer}"
+    train_df, test_df, train_acts, test_acts = probing.gen_and_save_df_acts_probing(
+        model=model, train_dataset=train_set, test_dataset=test_set, path=path, hook_point=hook_point,
+        batch_size=batch_size, position_idx=pos_idx,
+    )
+    # train_linear_probe_for_task, step by step
+    data = {
+        "X_train": torch.from_numpy(train_acts).float(),
+        "X_test": torch.from_numpy(test_acts).float(),
+        "y_train": torch.from_numpy(np.array(train_df["answer_class"].values)).long(),
+        "y_test": torch.from_numpy(np.array(test_df["answer_class"].values)).long(),
+    }
+    y_onehot = torch.nn.functional.one_hot(data["y_train"], num_classes=len(LETTERS))
+    probe = train_multi_probe(data["X_train"].clone(), y_onehot.clone(), batch_size, num_epochs, l1_decay=None,
+                              lr=lr, weight_decay=1e-4)
+    probing.save_probe_and_data(probe, data, probing_path=path)
 
 
 def encode_batches(sae, x: torch.Tensor, batch_size: int) -> torch.Tensor:
