@@ -165,3 +165,40 @@ def test_lm_probe_build_matches_sae_bench(tmp_path):
     data = {w: np.load(tmp_path / w / "stub" / "layer_0" / "data.npz") for w in ("theirs", "ours")}
     for key in ("X_train", "X_test", "y_train", "y_test"):
         assert np.array_equal(data["ours"][key], data["theirs"][key]), key
+
+
+def test_aggregate_matches_sae_bench():
+    from sae_bench.evals.absorption.main import _aggregate_results_df
+
+    rng = random.Random(2)
+    rows = []
+    for letter, n in (("b", 3), ("a", 4), ("q", 1)):
+        feats = list(range(rng.randint(1, 3)))
+        rows += [{"letter": letter, "absorption_fraction": rng.choice([0.0, 1.0, rng.random()]),
+                  "is_full_absorption": rng.random() < 0.5, "num_probe_true_positives": n + 2,
+                  "split_feats": feats} for _ in range(n)]
+    theirs = _aggregate_results_df(pd.DataFrame(rows)).set_index("letter")
+    ours = scoring.aggregate(rows).set_index("letter")
+    assert list(ours.index) == list(theirs.index) == ["a", "b", "q"]
+    for col in ("mean_absorption_fraction", "full_absorption_rate", "num_full_absorption", "num_split_feats",
+                "num_probe_true_positives"):
+        assert np.allclose(ours[col].astype(float), theirs[col].astype(float)), col
+
+
+def test_sae_bench_eval_imports_leave_the_pretrained_sae_directory_unparsed(template_dir):
+    """saekit.evals defers sae_selection_utils (a large YAML parsed on import): importing what
+    the three evals use must not parse it, and the real module must still work when asked."""
+    import subprocess
+    import sys
+
+    code = (
+        "import saekit, sae_bench.evals.core.main as core\n"
+        "from saekit.evals import absorption, sparse_probing\n"
+        "from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory as d\n"
+        "assert d.cache_info().currsize == 0, 'parsed on import'\n"
+        "from sae_bench.sae_bench_utils.sae_selection_utils import get_saes_from_regex\n"
+        "assert get_saes_from_regex('.*', '.*') and core.sae_selection_utils.metadata_rows\n"
+        "assert d.cache_info().currsize == 1\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=template_dir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

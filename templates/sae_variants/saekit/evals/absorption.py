@@ -191,7 +191,6 @@ def k_sparse_probe_batch_size(probe_dir: Path, model_name: str, layer: int, step
 def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir: Path, probe_seed: int | None = None) -> dict:
     """`probe_seed` (default: the config's seed) seeds the k-sparse probes only: rerunning with
     other seeds measures the metric's noise. The scoring prompts always follow the config's seed."""
-    import pandas as pd
     from sae_bench.evals.absorption import feature_absorption as fa
     from sae_bench.evals.absorption.common import load_probe, load_probe_data_split
     from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
@@ -203,7 +202,6 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         AbsorptionResultDetail,
     )
     from sae_bench.evals.absorption.feature_absorption_calculator import FeatureAbsorptionCalculator
-    from sae_bench.evals.absorption.main import _aggregate_results_df
     from sae_bench.evals.absorption.prompting import first_letter_formatter
     from sae_bench.sae_bench_utils import get_sae_bench_version, get_sae_lens_version
     from sklearn.exceptions import UndefinedMetricWarning
@@ -252,7 +250,6 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         for letter, cands in scoring.candidates(scores, metrics_df).items():
             direction = probe.weights[scoring.LETTERS.index(letter)]
             rows += scoring.absorption_rows(calculator, sae, direction, letter, cands, lm.hook_name)
-        raw_df = pd.DataFrame(rows)
     if model.added:
         _save_memo(probe_dir, memo)
 
@@ -265,7 +262,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         )
         print(f"absorption: {not_scored}", file=sys.__stderr__, flush=True)
         qualified = set()
-    agg = _aggregate_results_df(raw_df)
+    agg = scoring.aggregate(rows)
     details, fractions, full_rates, splits = [], [], [], []
     for _, row in agg[agg["letter"].isin(qualified)].iterrows():
         fractions.append(row["mean_absorption_fraction"])

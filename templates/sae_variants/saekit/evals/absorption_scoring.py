@@ -254,3 +254,27 @@ def absorption_rows(calculator, sae, probe_direction: torch.Tensor, letter: str,
                              "is_full_absorption": full, "num_probe_true_positives": len(cands.words),
                              "split_feats": cands.split_feats})
     return rows
+
+
+def aggregate(rows: list[dict]) -> pd.DataFrame:
+    """Per letter, as sae_bench's absorption.main._aggregate_results_df (whose module is not
+    imported: it parses sae_lens's directory of pretrained SAEs on import): sums of the per-word
+    fractions and full-absorption flags over the letter's probe true positives."""
+    by_letter: dict[str, list[dict]] = {}
+    for row in rows:
+        by_letter.setdefault(row["letter"], []).append(row)
+    columns = ["letter", "absorption_fraction", "is_full_absorption", "num_probe_true_positives", "split_feats",
+               "num_split_feats", "mean_absorption_fraction", "num_full_absorption", "full_absorption_rate"]
+    out = []
+    for letter in sorted(by_letter):
+        words = by_letter[letter]
+        n = words[0]["num_probe_true_positives"]
+        fraction = sum(w["absorption_fraction"] for w in words)
+        full = sum(int(w["is_full_absorption"]) for w in words)
+        out.append({
+            "letter": letter, "absorption_fraction": fraction, "is_full_absorption": full,
+            "num_probe_true_positives": n, "split_feats": words[0]["split_feats"],
+            "num_split_feats": len(words[0]["split_feats"]), "mean_absorption_fraction": fraction / n,
+            "num_full_absorption": full, "full_absorption_rate": full / n,
+        })
+    return pd.DataFrame(out, columns=columns)
