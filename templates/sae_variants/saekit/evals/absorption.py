@@ -21,7 +21,8 @@ the mean projects at -6 to -10 on every probe, which moves words toward "absorbe
 main latent is silent; the score is still reported exactly as sae_bench defines it.
 
 Everything that depends on the SAE (k-sparse probes on its latents, feature splits, absorption
-fractions) is recomputed every run.
+fractions) is recomputed every run, by sae_bench's steps with their per-word Python loops done on
+whole tensors (absorption_scoring.py: same random draws, same numbers, checked against sae_bench).
 """
 
 from __future__ import annotations
