@@ -9,14 +9,47 @@ With `saebench_full.enabled`, sae_bench's own hub-based evals replace them (GPU 
 
 from __future__ import annotations
 
+import importlib
+import sys
 import time
+import types
 from pathlib import Path
 
-from ..logs import into_log
-from .absorption import prepare_absorption, run_absorption_eval
-from .core import run_core_eval
-from .saebench_full import run_full_saebench
-from .sparse_probing import prepare_sparse_probing, run_sparse_probing_eval
+
+def _defer_sae_directory() -> None:
+    """sae_bench's eval modules import sae_selection_utils, which parses sae_lens's directory of
+    pretrained SAEs (a large YAML: about 1.5 s of CPU in every run) as it is imported; only
+    sae_bench's hub-based entry points read it. A stand-in module imports the real one on first
+    use. (importlib's LazyLoader does not help on Python 3.11: the next import statement naming
+    the module reads its __spec__, which loads it.)"""
+    name = "sae_bench.sae_bench_utils.sae_selection_utils"
+    if name in sys.modules:
+        return
+    import sae_bench.sae_bench_utils as parent
+
+    stand_in = types.ModuleType(name, "stands in for sae_selection_utils until first use")
+
+    def real_attribute(attr: str):
+        if attr.startswith("__"):  # inspect.getmodule asks every module for __file__
+            raise AttributeError(attr)
+        if sys.modules.get(name) is stand_in:
+            del sys.modules[name]
+        real = importlib.import_module(name)
+        parent.sae_selection_utils = real
+        return getattr(real, attr)
+
+    stand_in.__getattr__ = real_attribute
+    sys.modules[name] = stand_in
+    parent.sae_selection_utils = stand_in
+
+
+_defer_sae_directory()
+
+from ..logs import into_log  # noqa: E402
+from .absorption import prepare_absorption, run_absorption_eval  # noqa: E402
+from .core import run_core_eval  # noqa: E402
+from .saebench_full import run_full_saebench  # noqa: E402
+from .sparse_probing import prepare_sparse_probing, run_sparse_probing_eval  # noqa: E402
 
 __all__ = ["evaluate", "prepare_absorption", "prepare_sparse_probing"]
 

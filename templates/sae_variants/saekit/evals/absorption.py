@@ -21,7 +21,8 @@ the mean projects at -6 to -10 on every probe, which moves words toward "absorbe
 main latent is silent; the score is still reported exactly as sae_bench defines it.
 
 Everything that depends on the SAE (k-sparse probes on its latents, feature splits, absorption
-fractions) is recomputed every run.
+fractions) is recomputed every run, by sae_bench's steps with their per-word Python loops done on
+whole tensors (absorption_scoring.py: same random draws, same numbers, checked against sae_bench).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import math
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 import warnings
@@ -137,8 +137,9 @@ def absorption_key(cfg: ExperimentConfig) -> dict:
 
 def _build_probe(cfg: ExperimentConfig, lm: LanguageModel, out: Path) -> None:
     """The LM's own first-letter probe (sae_bench's create_and_train_probe), trained once."""
-    from sae_bench.evals.absorption.common import create_and_train_probe
     from sae_bench.evals.absorption.prompting import first_letter_formatter
+
+    from .absorption_scoring import create_and_train_probe
 
     vocab = whole_word_vocab(lm.tokenizer, cfg.absorption.vocab_size, cfg.seed)
     random.seed(cfg.seed)
@@ -152,7 +153,6 @@ def _build_probe(cfg: ExperimentConfig, lm: LanguageModel, out: Path) -> None:
         batch_size=64,
         num_epochs=50,
         lr=1e-2,
-        device=torch.device(lm.model.cfg.device),
         base_template=PROMPT_TEMPLATE,
         pos_idx=PROMPT_TOKEN_POS,
     )
@@ -193,6 +193,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
     """`probe_seed` (default: the config's seed) seeds the k-sparse probes only: rerunning with
     other seeds measures the metric's noise. The scoring prompts always follow the config's seed."""
     from sae_bench.evals.absorption import feature_absorption as fa
+    from sae_bench.evals.absorption.common import load_probe, load_probe_data_split
     from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
     from sae_bench.evals.absorption.eval_output import (
         EVAL_TYPE_ID_ABSORPTION,
@@ -202,11 +203,11 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         AbsorptionResultDetail,
     )
     from sae_bench.evals.absorption.feature_absorption_calculator import FeatureAbsorptionCalculator
-    from sae_bench.evals.absorption.k_sparse_probing import add_feature_splits_to_metrics_df, run_k_sparse_probing_experiment
-    from sae_bench.evals.absorption.main import _aggregate_results_df
     from sae_bench.evals.absorption.prompting import first_letter_formatter
     from sae_bench.sae_bench_utils import get_sae_bench_version, get_sae_lens_version
     from sklearn.exceptions import UndefinedMetricWarning
+
+    from . import absorption_scoring as scoring
 
     a = cfg.absorption
     device = str(lm.model.cfg.device)
@@ -217,30 +218,21 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
     probe_seed = cfg.seed if probe_seed is None else probe_seed
     random.seed(probe_seed)
     torch.manual_seed(probe_seed)
-    with tempfile.TemporaryDirectory(prefix="absorption-") as tmp, warnings.catch_warnings():
+    with warnings.catch_warnings():
         # letters with no test word make sklearn warn that F1 / AUC are undefined; those letters
         # are then not scored (probe F1 0), as in sae_bench
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        ksp_dir = Path(tmp) / "k_sparse_probing"
-        metrics_df = run_k_sparse_probing_experiment(
-            model=model,
-            sae=sae,
-            layer=lm.hook_layer,
-            sae_name=sae_name,
-            max_k_value=a.max_k_value,
-            prompt_template=PROMPT_TEMPLATE,
-            prompt_token_pos=PROMPT_TOKEN_POS,
-            device=device,
-            experiment_dir=ksp_dir,
-            probes_dir=probe_dir,
-            force=True,
-            f1_jump_threshold=a.f1_jump_threshold,
-            k_sparse_probe_num_epochs=a.k_sparse_probe_num_epochs,
-            k_sparse_probe_batch_size=batch_size,
-            precalc_k_sparse_probe_sae_acts=True,
-            verbose=False,
+        # sae_bench's run_k_sparse_probing_experiment and load_and_run_calculate_projections_and_cos_sims,
+        # step by step, with their per-word loops done on whole tensors (absorption_scoring.py)
+        probe = load_probe(model.cfg.model_name, lm.hook_layer, probe_dir, device=device)
+        train_acts, train_data = load_probe_data_split(model, lm.hook_layer, "train", probe_dir, device="cpu")
+        k_probes = scoring.KSparseProbes(
+            sae, [label for _, label in train_data], train_acts, batch_size=batch_size,
+            num_epochs=a.k_sparse_probe_num_epochs,
         )
-        add_feature_splits_to_metrics_df(metrics_df, max_k_value=a.max_k_value, f1_jump_threshold=a.f1_jump_threshold)
+        test_acts, test_data = load_probe_data_split(model, lm.hook_layer, "test", probe_dir, device="cpu")
+        scores = scoring.score_test_words(sae, probe, test_acts, test_data)
+        metrics_df = scoring.feature_splits(scores, k_probes, a.max_k_value, a.f1_jump_threshold)
         calculator = FeatureAbsorptionCalculator(
             model=model,
             icl_word_list=whole_word_vocab(lm.tokenizer, a.vocab_size, cfg.seed),
@@ -255,17 +247,10 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
             batch_size=32,
         )
         random.seed(cfg.seed)  # the prompts, hence the memo keys, are fixed by this seed
-        raw_df = fa.load_and_run_calculate_projections_and_cos_sims(
-            model,
-            sae,
-            calculator,
-            metrics_df,
-            sae_name=sae_name,
-            layer=lm.hook_layer,
-            probes_dir=probe_dir,
-            sparse_probing_task_output_dir=ksp_dir / sae_name,
-            device=device,
-        )
+        rows = []
+        for letter, cands in scoring.candidates(scores, metrics_df).items():
+            direction = probe.weights[scoring.LETTERS.index(letter)]
+            rows += scoring.absorption_rows(calculator, sae, direction, letter, cands, lm.hook_name)
     if model.added:
         _save_memo(probe_dir, memo)
 
@@ -278,7 +263,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         )
         print(f"absorption: {not_scored}", file=sys.__stderr__, flush=True)
         qualified = set()
-    agg = _aggregate_results_df(raw_df)
+    agg = scoring.aggregate(rows)
     details, fractions, full_rates, splits = [], [], [], []
     for _, row in agg[agg["letter"].isin(qualified)].iterrows():
         fractions.append(row["mean_absorption_fraction"])
