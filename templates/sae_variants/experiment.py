@@ -113,9 +113,9 @@ def sparse_decode(indices: torch.Tensor, values: torch.Tensor, W_dec: torch.Tens
 
 
 def topk_fast(sae: SAE, xs: torch.Tensor, dead: torch.Tensor, aux_k: int):
-    """The fast path of TopK training, several times faster on CPU than the dense formulas. It keeps
-    the same k latents as sae.activate(sae.pre_acts(x)) (before the ReLU) and, if aux_k and some
-    latents are dead, the aux_k largest pre-activations among the dead ones; but its backward sends
+    """The fast path of TopK training: a step costs about 2/3 of the CPU time of the dense formulas.
+    It keeps the same k latents as sae.activate(sae.pre_acts(x)) (before the ReLU) and, if aux_k and
+    some latents are dead, the aux_k largest pre-activations among the dead ones; but its backward sends
     gradient only to the selected latents of each token instead of through dense [batch, d_sae]
     matrices (saekit/topk_sparse.py). If you change pre_acts or activate, change this too, or train
     through them directly as the relu branch of sae_loss does."""
