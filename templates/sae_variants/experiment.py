@@ -110,22 +110,32 @@ def lr_factor(step: int, n_steps: int, tc: TrainConfig) -> float:
 
 def sparse_decode(indices: torch.Tensor, values: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
     """sum_j values[:, j] * W_dec[indices[:, j]]: decodes the k active latents of each token without
-    a dense [batch, d_sae] matmul, which on CPU halves the cost of a TopK training step."""
-    return F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
+    a dense [batch, d_sae] matmul; the decoder's gradient, too, only touches the rows used."""
+    return saekit.topk_sparse.sparse_decode(indices, values, W_dec)
+
+
+def topk_fast(sae: SAE, xs: torch.Tensor, dead: torch.Tensor, aux_k: int):
+    """The fast path of TopK training: a step costs about 2/3 of the CPU time of the dense formulas.
+    It keeps the same k latents as sae.activate(sae.pre_acts(x)) (before the ReLU) and, if aux_k and
+    some latents are dead, the aux_k largest pre-activations among the dead ones; but its backward sends
+    gradient only to the selected latents of each token instead of through dense [batch, d_sae]
+    matrices (saekit/topk_sparse.py). If you change pre_acts or activate, change this too, or train
+    through them directly as the relu branch of sae_loss does."""
+    aux_ids = dead.nonzero().squeeze(-1) if aux_k and dead.any() else None
+    return saekit.topk_sparse.topk_encode(xs, sae.b_dec, sae.W_enc, sae.b_enc, sae.k, aux_ids, aux_k)
 
 
 def sae_loss(sae: SAE, x: torch.Tensor, tc: TrainConfig, l1_weight: float, dead: torch.Tensor):
     """Loss in scaled units (x / input_scale); returns (loss, which latents fired, logged parts)."""
     xs = x / sae.input_scale
-    pre = sae.pre_acts(x)
     if sae.architecture == "topk":
-        top = pre.topk(sae.k, dim=-1, sorted=False)
+        top, aux_top = topk_fast(sae, xs, dead, tc.aux_k)
         values = F.relu(top.values)
         xs_hat = sparse_decode(top.indices, values, sae.W_dec) + sae.b_dec
         active_ids = top.indices[values > 0]
         l0 = (values > 0).sum(-1).float().mean()
     else:
-        f = F.relu(pre)
+        f = F.relu(sae.pre_acts(x))
         xs_hat = f @ sae.W_dec + sae.b_dec
         active_ids = (f > 0).any(0).nonzero().squeeze(-1)
         l0 = (f > 0).sum(-1).float().mean()
@@ -140,9 +150,7 @@ def sae_loss(sae: SAE, x: torch.Tensor, tc: TrainConfig, l1_weight: float, dead:
         # AuxK (Gao et al.): the dead latents' own top-k try to explain what the live ones missed,
         # which gives them gradient again
         err = (xs - xs_hat).detach()
-        dead_ids = dead.nonzero().squeeze(-1)
-        aux_top = pre[:, dead_ids].topk(min(tc.aux_k, len(dead_ids)), dim=-1, sorted=False)
-        err_hat = sparse_decode(dead_ids[aux_top.indices], F.relu(aux_top.values), sae.W_dec)
+        err_hat = sparse_decode(aux_top.indices, F.relu(aux_top.values), sae.W_dec)
         aux = (err_hat - err).pow(2).sum(-1).mean() / err.sub(err.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-8)
         loss = loss + tc.aux_coefficient * aux
         parts["aux"] = aux.item()
@@ -191,7 +199,8 @@ def resample_dead(sae: SAE, x: torch.Tensor, dead: torch.Tensor, opt: torch.opti
 
 
 def train(sae: SAE, batches: saekit.ActivationBatches, tc: TrainConfig, n_steps: int) -> dict:
-    opt = torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=(0.9, 0.999))
+    # fused: one pass over each parameter per step instead of several (about 3x cheaper on CPU)
+    opt = torch.optim.Adam(sae.parameters(), lr=tc.lr, betas=(0.9, 0.999), fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, n_steps, tc))
     since_fired = torch.zeros(sae.cfg.d_sae, device=sae.device)  # tokens since each latent last fired
     resample_steps = {int(f * n_steps) for f in tc.resample_fractions}

@@ -37,6 +37,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+from . import topk_sparse  # noqa: E402  (experiment.py's TopK fast path)
 from .activations import ActivationBatches, CoreEvalData, core_eval_data, train_activations  # noqa: E402
 from .config import ExperimentConfig, cache_root, load_config  # noqa: E402
 from .evals import evaluate, prepare_absorption, prepare_sparse_probing  # noqa: E402
@@ -60,6 +61,7 @@ __all__ = [
     "SaeLensExport",
     "save_for_evaluation",
     "save_saelens",
+    "topk_sparse",
 ]
 
 
