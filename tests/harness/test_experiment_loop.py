@@ -78,6 +78,7 @@ def test_each_turn_after_a_run_starts_fresh_so_prompts_stay_flat(harness):
     assert r.returncode == 0, r.stderr
     assert llm.remaining == 0
     tokens = [c["prompt_tokens"] for c in r.chat()]
+    print("prompt tokens per experiments turn:", tokens)
     assert len(tokens) == 5
     # turn 2 no longer carries turn 1's long plan, and later turns do not grow
     assert tokens[1] < tokens[0]
