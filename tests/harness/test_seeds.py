@@ -178,6 +178,10 @@ def _write_run(ws: Path, folder: str, values: dict[str, float], extra: dict | No
     d = ws / folder
     d.mkdir(parents=True)
     (d / "final_info.json").write_text(json.dumps(info))
+    # sae_variants is scored by the harness's evaluation step: its copy is what every reader takes
+    (ws / ".harness" / "evaluations").mkdir(parents=True, exist_ok=True)
+    (ws / ".harness" / "evaluations" / f"{folder}.json").write_text(json.dumps(info))
+    (d / "evaluation.json").write_text(json.dumps(info))
     (d / "meta.json").write_text(json.dumps({"exit_code": 0, "timed_out": False, "duration_s": 500.0,
                                              "status": "ok", "seed": int(folder.rpartition("seed")[2] or 0)
                                              if "seed" in folder else 0}))
