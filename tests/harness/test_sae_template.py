@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 import yaml
 from conftest import REPO, edit
 
@@ -22,6 +23,7 @@ TINY = yaml.safe_load((REPO / "tests" / "sae_template" / "tiny_config.yaml").rea
 READ_ONLY_KINDS = ("models", "sparse_probing")
 
 
+@pytest.mark.timeout(3600)  # four runs (two seeds of run_0 and of run_1), each scored by the evaluation step
 def test_sae_template_through_the_harness(harness):
     cache = harness.home / ".cache" / "sae_harness" / "activations"  # the sandbox's writable cache
     link_shared(cache, READ_ONLY_KINDS)
@@ -30,7 +32,7 @@ def test_sae_template_through_the_harness(harness):
     harness.serve([{"expect": "explained variance", "reply": topk},
                    {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
     cfg = harness.write_config({"template_settings": TINY, "run_timeout": 900})
-    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=1200)
+    r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=3000)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     keep_built(cache)
 
@@ -54,7 +56,8 @@ def test_sae_template_through_the_harness(harness):
     for folder, l0_expected in (("run_0_seed1", 32.0), ("run_1_seed1", 16.0)):
         info = json.loads((r.workspace / folder / "final_info.json").read_text())
         assert info["training results"]["config"]["seed"] == 1
-        assert info["core evaluation results"]["eval_result_metrics"]["sparsity"]["l0"] == l0_expected
+        scored = json.loads((r.workspace / ".harness" / "evaluations" / f"{folder}.json").read_text())
+        assert scored["core evaluation results"]["eval_result_metrics"]["sparsity"]["l0"] == l0_expected
         assert json.loads((r.workspace / folder / "meta.json").read_text())["seed"] == 1
     assert "run_0 (2 seeds)" in feedback
 
