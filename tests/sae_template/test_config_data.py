@@ -77,7 +77,10 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         cache.cached_dir("kind", {"a": 1}, build, root=tmp_path)
-    assert list((tmp_path / "kind").iterdir()) == []
+    # no artefact and no half-built folder; only the empty file the builders lock stays
+    left = list((tmp_path / "kind").iterdir())
+    assert [p for p in left if not p.name.startswith(".lock-")] == []
+    assert all(p.stat().st_size == 0 for p in left)
 
 
 # --- offline text --------------------------------------------------------------------------
