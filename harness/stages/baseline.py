@@ -78,11 +78,7 @@ def _extra_seed(ctx: IdeaContext, cached: Path, seed: int) -> None:
     if finished(ctx.spec, folder):
         return  # done before an interruption
     if _cached(ctx, entry):
-        _restore(entry, folder)
-        meta = read_meta(folder) or RunMeta()
-        meta.cached_from = str(entry)
-        write_meta(folder, meta)
-        ctx.say("baseline", f"{name} from cache {entry.name}")
+        _restore(ctx, entry, folder)
     else:
         if set_aside(ctx.path, 0, "interrupted", seed=seed):
             ctx.say("baseline", f"{name} was interrupted by a harness restart; kept for review, running it again")
@@ -110,7 +106,9 @@ def _cached(ctx: IdeaContext, entry: Path) -> bool:
             and (ctx.spec.evaluation is None or (entry / HARNESS_EVALUATION).is_file()))
 
 
-def _restore(entry: Path, folder: Path) -> None:
+def _restore(ctx: IdeaContext, entry: Path, folder: Path) -> None:
+    """Copy a baseline cache entry into the workspace, its harness evaluation back under
+    .harness/, and record in meta.json where it came from."""
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(entry, folder)
@@ -118,6 +116,10 @@ def _restore(entry: Path, folder: Path) -> None:
     if kept.is_file():
         evaluation_path(folder).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(kept, evaluation_path(folder))
+    meta = read_meta(folder) or RunMeta()
+    meta.cached_from = str(entry)
+    write_meta(folder, meta)
+    ctx.say("baseline", f"{folder.name} from cache {entry.name}")
 
 
 def _store(run_dir: Path, cached: Path) -> None:
@@ -137,11 +139,7 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
     if ctx.ws.has_tag("run_0"):
         pass  # committed before an interruption; only the state record is missing
     elif _cached(ctx, cached):
-        _restore(cached, run_dir)
-        meta = read_meta(run_dir) or RunMeta()
-        meta.cached_from = str(cached)
-        write_meta(run_dir, meta)
-        ctx.say("baseline", f"run_0 from cache {cached.name}")
+        _restore(ctx, cached, run_dir)
     else:
         if set_aside(ctx.path, 0, "interrupted"):  # a harness killed while run_0 ran
             ctx.say("baseline", "run_0 was interrupted by a harness restart; kept for review, running it again")
