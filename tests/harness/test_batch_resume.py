@@ -53,7 +53,11 @@ def _start_and_stop(harness, *extra: str) -> tuple[Path, dict]:
         (ideas / f"{name}.json").write_text(json.dumps(dict(IDEA, Name=name, Title=f"Idea {name}")))
     harness.serve([SLOW] * 4)
     proc = harness.start("batch", str(ideas), "--agents", "2", "--slots", "1", "--max-runs", "2", *extra)
-    assert _wait_for(lambda: _run_in_flight(harness.root)), proc.communicate(timeout=5)
+    # Both workers must have made their workspaces: on a loaded machine a Ray worker can take
+    # longer to start than the other idea takes to reach run_1, and a stop before an idea
+    # has a workspace leaves nothing of it to check here.
+    started = lambda: len([w for w in harness.root.glob("*_slow_*") if (w / "state.json").is_file()]) == 2  # noqa: E731
+    assert _wait_for(lambda: _run_in_flight(harness.root) and started()), proc.communicate(timeout=5)
     batch = next((harness.root / "batches").iterdir())
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
