@@ -48,7 +48,8 @@ def _metrics(ws, run: str) -> dict:
 def test_a_poisoned_cache_entry_is_rebuilt_and_does_not_change_another_ideas_results(harness, intact):
     cache = harness.home / ".cache" / "sae_harness" / "activations"
     link_shared(cache, ("models",))
-    cfg = harness.write_config({"template_settings": TINY, "run_timeout": 900, "sandbox": "process"})
+    # one seed: seeds are test_sae_template's subject; here they would only add three runs
+    cfg = harness.write_config({"template_settings": TINY, "run_timeout": 900, "sandbox": "process", "seeds": 1})
 
     harness.serve([edit("experiment.py", ANCHOR, POISON), {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
     first = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=1500)

@@ -170,7 +170,8 @@ def test_runs_cannot_report_their_own_scores(harness):
                    {"expect": "Run 1 finished", "reply": tamper},
                    {"expect": "Run 2 finished", "reply": edit("experiment.py", ENCODE, BRANCHY)},
                    {"expect": "Run 3 failed", "reply": "ALL_COMPLETED"}])
-    cfg = harness.write_config({"template_settings": TINY, "run_timeout": 1800})
+    # one seed: seeds are test_sae_template's subject; here they would only add two runs
+    cfg = harness.write_config({"template_settings": TINY, "run_timeout": 1800, "seeds": 1})
     r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=4200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     keep_built(cache)

@@ -13,7 +13,7 @@ caller trains with the template's own experiment.py and passes in):
   perfect_letter  latents 0-25 fire exactly when the LM's own first-letter probe fires, with the
                 probe's direction for encoder and decoder (so sae_bench's absorption sees nothing
                 missing); the other latents are random TopK filler
-  absorbing     perfect_letter, except that for about half of the tokens (chosen by a fixed hash
+  absorbing     perfect_letter, except that for three quarters of the tokens (chosen by a fixed hash
                 of the activation) each letter latent is silenced and one of many token-specific
                 latents, each covering a small share, carries the letter instead: absorption by
                 construction
@@ -33,8 +33,14 @@ import torch
 import torch.nn.functional as F
 
 FILLER_K = 32  # active filler latents per token, as the template's baseline
-ABSORBED_SHARE = 0.5  # of the hash buckets, hence of the tokens, whose letter the absorbing SAE hides
+ABSORBED_SHARE = 0.75  # of the hash buckets, hence of the tokens, whose letter the absorbing SAE hides
 ABSORBER_BUCKETS = 64  # token groups; each letter gets one absorbing latent per hidden group
+# The bucket is the fractional part of a scaled random projection, which is close to uniform
+# whatever the activations' shape. (An argmax over random directions, tried first, is not: the
+# activations' anisotropy sent most tokens to a few buckets, so on the default setting the
+# reference hid the letter on ~30 % of words instead of 50 % and a single absorber covered
+# enough words for the k-sparse probe to take it as a split feature: 0.294 measured.)
+HASH_SCALE = 100.0
 
 
 def _sae_class():
@@ -190,7 +196,8 @@ def _absorbing_class():
         def encode(self, x: torch.Tensor) -> torch.Tensor:
             f = super().encode(x)
             letters = f[..., :26]
-            bucket = ((x - self.b_dec) @ self.hash_dirs).argmax(-1)  # [...]
+            spread = torch.remainder((x - self.b_dec) @ self.hash_dir * HASH_SCALE, 1.0)
+            bucket = (spread * ABSORBER_BUCKETS).long().clamp(max=ABSORBER_BUCKETS - 1)  # [...]
             hidden = bucket < self.n_hidden
             slot = bucket.clamp(max=self.n_hidden - 1)
             # the absorber's value makes its probe projection equal to the hidden latent's
@@ -216,7 +223,7 @@ def absorbing(bench, stats: Stats, d_sae: int, seed: int = 0):
     sae.load_state_dict(plain.state_dict())
     gen = torch.Generator().manual_seed(seed + 1)
     d = bench.d_model
-    sae.register_buffer("hash_dirs", torch.randn(d, ABSORBER_BUCKETS, generator=gen))
+    sae.register_buffer("hash_dir", torch.randn(d, generator=gen))
     sae.n_hidden = n_hidden
     letters = sae.W_dec[:26].clone()  # unit probe directions
     noise = _random_units(n_hidden, d, gen)  # one per bucket, shared by the letters
