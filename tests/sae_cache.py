@@ -12,12 +12,16 @@ saekit rebuilds any other (see saekit/cache.py).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1] / ".test-results" / "sae-cache"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO / ".test-results" / "sae-cache"
 SAE_INDEPENDENT = ("models", "sparse_probing", "absorption")
+TINY = REPO / "tests" / "sae_template" / "tiny_config.yaml"
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -46,3 +50,29 @@ def keep_built(cache_root: Path, kinds=SAE_INDEPENDENT) -> None:
                 shutil.rmtree(dest)  # from before manifests: saekit would rebuild it every time
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(src, dest)
+
+
+def build_tiny_once(timeout: float = 1800) -> None:
+    """Every artefact of the tiny setting in SHARED, built by one process while any other waits:
+    on a clean clone the SAE tests would otherwise each build the same cold cache, at the same
+    time, on the same two cores (saekit skips what is already there, so this is cheap when warm)."""
+    SHARED.mkdir(parents=True, exist_ok=True)
+    with open(SHARED / ".prebuild.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        code = ("from saekit import prepare; from saekit.config import load_config; "
+                f"prepare(load_config({str(TINY)!r}))")
+        env = dict(os.environ, SAE_HARNESS_CACHE=str(SHARED))
+        r = subprocess.run([str(REPO / ".venvs" / "sae" / "bin" / "python"), "-c", code], cwd=REPO / "templates" / "sae_variants",
+                           env=env, capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, r.stderr[-3000:]
+
+
+def copy_shared(cache_root: Path, kinds) -> None:
+    """Private copies of the shared artefacts a test may write to (the absorption prompt memo grows
+    during a run; the poisoning test rewrites the training activations)."""
+    for kind in kinds:
+        for artefact in sorted((SHARED / kind).glob("*/manifest.json")):
+            dest = cache_root / kind / artefact.parent.name
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(artefact.parent, dest)

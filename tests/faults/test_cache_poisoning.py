@@ -9,7 +9,8 @@ manifest), say so in one line, rebuild it, and get exactly the baseline's number
 the unmodified SAE. Under the namespace level the write itself fails (isolation probe).
 
 The tiny setting (tests/sae_template/tiny_config.yaml) keeps this to a few minutes on 2 cores;
-the language-model artefact is shared with the other SAE tests (tests/sae_cache.py).
+the cache starts as a copy of the one the SAE tests share (tests/sae_cache.py), so the first
+idea's runs are warm.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import yaml
 from tests.support import IDEA, REPO, edit
 
 sys.path.insert(0, str(REPO / "tests"))
-from sae_cache import keep_built, link_shared  # noqa: E402
+from sae_cache import build_tiny_once, copy_shared, link_shared  # noqa: E402
 
 TINY = yaml.safe_load((REPO / "tests" / "sae_template" / "tiny_config.yaml").read_text())
 ANCHOR = "    (out / \"final_info.json\").write_text(json.dumps(final_info, indent=2, default=str))"
@@ -47,14 +48,16 @@ def _metrics(ws, run: str) -> dict:
 @pytest.mark.fault("run poisons the shared cache another idea reads")
 def test_a_poisoned_cache_entry_is_rebuilt_and_does_not_change_another_ideas_results(harness, intact):
     cache = harness.home / ".cache" / "sae_harness" / "activations"
+    build_tiny_once()
     link_shared(cache, ("models",))
-    # one seed: seeds are test_sae_template's subject; here they would only add three runs
+    # copied, not linked: under the process level the poison would reach the shared copy
+    copy_shared(cache, ("activations", "core_eval", "sparse_probing", "absorption"))
+    # one seed: seeds are test_harness_evaluation's subject; here they would only add three runs
     cfg = harness.write_config({"template_settings": TINY, "run_timeout": 900, "sandbox": "process", "seeds": 1})
 
     harness.serve([edit("experiment.py", ANCHOR, POISON), {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
     first = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=1500)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    keep_built(cache, ("models",))
     assert "poisoned" in (first.workspace / "run_1" / "stderr.log").read_text()
 
     second_idea = harness.tmp / "idea2.json"

@@ -2,8 +2,10 @@
 rewrites an earlier run's evaluation.json, changes no number anyone reads, and an SAE whose
 encode cannot be exported fails its run with a line saying what to change.
 
-One harness session on the SAE template's tiny setting, real sandbox, real SAE training, the
-scripted model making the edits:
+One harness session on the SAE template's tiny setting, real sandbox, real SmolLM2
+activations, real SAE training with the template's 2 seeds, the scripted model making the
+edits; it is also the SAE template's end-to-end test (metrics fed back against the baseline,
+seeds reaching training, the confirmation run), since a second session would cost as much again:
   run_1  k = 16, and experiment.py writes a made-up "explained variance 0.99" into final_info.json
   run_2  also rewrites run_1/evaluation.json (and tries the harness's own copy under .harness/)
   run_3  encode branches in Python on a tensor's value: torch.export refuses it
@@ -20,7 +22,7 @@ import yaml
 from conftest import REPO, edit, l1_edit
 
 sys.path.insert(0, str(REPO / "tests"))
-from sae_cache import keep_built, link_shared  # noqa: E402
+from sae_cache import build_tiny_once, copy_shared, link_shared  # noqa: E402
 
 from harness.errors import UserError  # noqa: E402
 from harness.paper.claims import verify_paper  # noqa: E402
@@ -30,7 +32,8 @@ from harness.template import load_template  # noqa: E402
 from tests.support import copy_template  # noqa: E402
 
 TINY = yaml.safe_load((REPO / "tests" / "sae_template" / "tiny_config.yaml").read_text())
-READ_ONLY_KINDS = ("models", "sparse_probing")
+READ_ONLY_KINDS = ("models", "sparse_probing")  # linked: the sandbox shows them read-only
+WRITTEN_KINDS = ("activations", "core_eval", "absorption")  # copied: a run may add to the absorption memo
 EV = ("core evaluation results", "eval_result_metrics", "reconstruction_quality", "explained_variance")
 WRITE = '    (out / "final_info.json").write_text(json.dumps(final_info, indent=2, default=str))'
 FAKE = ('    final_info["core evaluation results"] = {"eval_result_metrics": '
@@ -153,6 +156,30 @@ def test_a_template_without_evaluation_is_labelled_self_reported(harness):
     assert not r.state()["runs"]["1"]["mismatch"]
 
 
+def _the_template_ran_end_to_end(r, harness_ev) -> None:
+    for info in harness_ev:
+        assert {"core evaluation results", "sparse probing evaluation results",
+                "absorption evaluation results"} <= set(info)
+    l0 = [i["core evaluation results"]["eval_result_metrics"]["sparsity"]["l0"] for i in harness_ev[:2]]
+    assert l0 == [32.0, 16.0]  # TopK pins L0 at k: the agent's edit is what ran
+    # the workspace ran with the tiny setting, committed with the template
+    assert "train_tokens: 20000" in (r.workspace / "experiment_config.yaml").read_text()
+    # the agent saw run_1 against the baseline's 2 seeds, with the template's headline metrics
+    feedback = r.chat()[1]["prompt"]
+    for name in ("explained variance", "CE loss score", "L0", "sparse probing top-1", "mean absorption fraction"):
+        assert name in feedback, name
+    assert "Run 1 finished" in feedback and "run_0 (2 seeds)" in feedback
+    assert r.state()["runs"]["1"]["status"] == "done" and not r.state()["runs"]["1"]["degenerate"]
+    # the baseline's seed 1 and the confirmation of run_1 (the best by explained variance, tied
+    # with run_2) ran with --seed=1, which reached TrainConfig.seed
+    for folder, l0_expected in (("run_0_seed1", 32.0), ("run_1_seed1", 16.0)):
+        info = json.loads((r.workspace / folder / "final_info.json").read_text())
+        assert info["training results"]["config"]["seed"] == 1
+        scored = json.loads((r.workspace / ".harness" / "evaluations" / f"{folder}.json").read_text())
+        assert scored["core evaluation results"]["eval_result_metrics"]["sparsity"]["l0"] == l0_expected
+        assert json.loads((r.workspace / folder / "meta.json").read_text())["seed"] == 1
+
+
 def _get(node, path):
     for key in path:
         node = node[key]
@@ -162,7 +189,9 @@ def _get(node, path):
 @pytest.mark.timeout(4500)  # a cold run_0 and three evaluations: 33 min for run_0 + run_1 at load 15-18
 def test_runs_cannot_report_their_own_scores(harness):
     cache = harness.home / ".cache" / "sae_harness" / "activations"
+    build_tiny_once()
     link_shared(cache, READ_ONLY_KINDS)
+    copy_shared(cache, WRITTEN_KINDS)
     lie = edit("experiment.py", "    k: int = 32  # topk: active latents per token",
                "    k: int = 16  # topk: active latents per token") + edit("experiment.py", WRITE, FAKE + "\n" + WRITE)
     tamper = edit("experiment.py", FAKE, FAKE + TAMPER)
@@ -170,14 +199,13 @@ def test_runs_cannot_report_their_own_scores(harness):
                    {"expect": "Run 1 finished", "reply": tamper},
                    {"expect": "Run 2 finished", "reply": edit("experiment.py", ENCODE, BRANCHY)},
                    {"expect": "Run 3 failed", "reply": "ALL_COMPLETED"}])
-    # one seed: seeds are test_sae_template's subject; here they would only add two runs
-    cfg = harness.write_config({"template_settings": TINY, "run_timeout": 1800, "seeds": 1})
+    cfg = harness.write_config({"template_settings": TINY, "run_timeout": 1800})
     r = harness.run("--idea", str(harness.idea_path), "--config", str(cfg), template="sae_variants", timeout=4200)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    keep_built(cache)
     ws = r.workspace
 
     harness_ev = [json.loads((ws / ".harness" / "evaluations" / f"run_{i}.json").read_text()) for i in (0, 1, 2)]
+    _the_template_ran_end_to_end(r, harness_ev)
     measured = _get(harness_ev[1], EV)
     assert 0 < measured < 0.99
     assert _get(harness_ev[1], ("core evaluation results", "eval_result_metrics", "sparsity", "l0")) == 16.0

@@ -5,7 +5,6 @@
 saekit is imported from the template folder itself, as experiment.py imports it in a workspace.
 """
 
-import os
 import sys
 from pathlib import Path
 
