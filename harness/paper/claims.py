@@ -269,6 +269,7 @@ class KnownValues:
         noise = read_json(ws / NOISE_FILE)  # means and spreads over seeds, which tables quote
         if isinstance(noise, dict):
             known.add_json(noise.get("runs", {}), NOISE_FILE)
+            known.add_json(noise.get("bands", {}), NOISE_FILE)  # the bands a paper quotes as its rule
         notes = ws / "notes.txt"
         if notes.is_file():
             known.add_text(notes.read_text(encoding="utf-8", errors="replace"), "notes.txt")

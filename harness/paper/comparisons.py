@@ -51,6 +51,7 @@ from typing import Any, Iterable, Literal
 
 from harness.paper.texscan import mask, scan, sentence_breaks
 from harness.results.metrics import ResultsError, read_results, summarise
+from harness.results.noise import read_noise
 from harness.template import Metric, TemplateSpec
 
 Relation = Literal["higher", "lower", "better", "worse", "highest", "lowest", "best", "worst", "same"]
@@ -142,6 +143,13 @@ class RunValues:
                 continue
             s = summarise(spec, n, info)
             values[n] = {k: v for k, v in s.values.items() if v is not None and math.isfinite(v)}
+        # a run trained with several seeds is its mean over them, as the harness's own noise rule
+        # and the paper's tables have it: comparing seed 0 alone could pass or flag a statement
+        # that the mean decides the other way
+        for n, seeded in read_noise(Path(ws)).runs.items():
+            for name, spread in seeded.metrics.items():
+                if n in values and spread.n > 1 and math.isfinite(spread.mean):
+                    values[n][name] = spread.mean
         return cls({m.name: m for m in spec.metrics}, values, dict(noise or {}))
 
     def value(self, run: int, metric: str) -> float | None:

@@ -145,15 +145,17 @@ def paper_of(script: str) -> str:
 
 
 def labelled_values(name: str) -> RunValues:
+    """A value set, with the noise set of the same name where there is one."""
     data = yaml.safe_load((Path(__file__).with_name("claims_labelled.yaml")).read_text(encoding="utf-8"))
     vs = data["value_sets"][name]
     spec = load_template(vs["template"])
     return RunValues({m.name: m for m in spec.metrics},
-                     {int(r): {k: float(v) for k, v in vals.items()} for r, vals in vs["runs"].items()})
+                     {int(r): {k: float(v) for k, v in vals.items()} for r, vals in vs["runs"].items()},
+                     dict(data["noise_sets"].get(name, {})))
 
 
 @pytest.mark.parametrize("script, value_set, checked", [
-    ("feature_momentum.script.yaml", "fm_recorded", 6),
+    ("feature_momentum.script.yaml", "fm_rerecorded", 2),
     ("orthogonal_sae.script.yaml", "orth_recorded", 6),
     ("toy_l1_sweep.script.yaml", "toy_recorded", 2),
 ])

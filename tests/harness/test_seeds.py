@@ -116,6 +116,9 @@ def test_feedback_says_within_noise_and_the_best_run_is_confirmed_from_its_own_c
             for m in re.finditer(r'<tr[^>]*>\s*<td[^>]*>\s*(?:<[^>]+>)*\s*(run_\d+)(.*?)</tr>', html, re.S)}
     ev1, l0_1 = rows["run_1"][0], rows["run_1"][1]  # metric cells in the template's order: EV, L0, ...
     assert ev1[0] == "noise" and "within noise" in ev1[1] and l0_1[0] == "noise", rows["run_1"]
+    # run_1 has three seeds now: its cells are its mean ± std, as in the paper's table
+    l0_mean = noise["runs"]["1"]["metrics"]["l0"]["mean"]
+    assert l0_1[1].startswith(f"{l0_mean:.4g} ± "), (l0_1, l0_mean)
     l0_2 = rows["run_2"][1]
     assert l0_2[0] == "better" and "within noise" not in l0_2[1], rows["run_2"]
     assert "td.noise" in html and "within seed noise" in html  # the grey and its legend
@@ -229,6 +232,18 @@ def test_claims_check_flags_an_improvement_within_the_seed_band(tmp_path):
     # the mean over seeds, which a table quotes, traces to noise.json
     mean = next(r for r in report.results if r.claim.text == "0.5497")
     assert mean.ok and mean.source.startswith("noise.json"), (mean.status, mean.source, mean.note)
+
+    # run_2 confirmed with a second seed: the check compares its mean (0.5925), as the paper's
+    # table and the harness's verdict do, so the same sentence now holds; and the band the
+    # paper quotes as its rule (0.04) traces to noise.json
+    _write_run(ws, "run_2_seed1", {"explained_variance": 0.9291, "sparse_probing_top1": 0.62}, top1_stderr)
+    noise = write_noise(spec, ws, [2])
+    tex.write_text(tex.read_text().replace("\\end{document}", "Our band for top-1 is 0.04.\n\\end{document}"))
+    report = verify_paper(ws, tex, spec=spec, noise=noise.bands())
+    assert {(s.metric, s.subject) for s in report.flagged} == {("explained_variance", (1,))}, \
+        [(s.describe(), s.status, s.why) for s in report.statements]
+    band = next(r for r in report.results if r.claim.text == "0.04")
+    assert band.ok and band.source.startswith("noise.json"), (band.status, band.source, band.note)
 
 
 def test_bad_seed_settings_are_one_line_errors(harness, tmp_path):
