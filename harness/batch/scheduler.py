@@ -50,6 +50,7 @@ class Scheduler:
         self.batch_dir, self.record, self.executor, self.agents = batch_dir, record, executor, agents
         self.view, self.store = view, store
         self.stopping = False
+        self.stop_requested = False
 
     # --- bookkeeping ----------------------------------------------------------------
     def save(self) -> None:
@@ -88,22 +89,29 @@ class Scheduler:
         queue = deque(n for n, e in self.record.ideas.items() if e.status in ("queued", "interrupted"))
         self.record.status = "running"
         self.save()
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        # Ctrl-C and SIGTERM only set a flag, which the loop reads between steps: a
+        # KeyboardInterrupt raised at an arbitrary point could land in code that swallows it,
+        # and a process started with SIGINT ignored (as some launchers do) would never see one.
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         self.executor.start()
         try:
             with self.view:
                 try:
-                    while queue or self._running():
-                        while queue and len(self._running()) < self.agents:
+                    while (queue or self._running()) and not self.stop_requested:
+                        while queue and len(self._running()) < self.agents and not self.stop_requested:
                             self._launch(queue.popleft())
                         for result in self.executor.wait(POLL_S):
                             self._finish(result)
                         self._refresh()
-                    self.record.status = "done"
+                    if self.stop_requested:
+                        self._stop()
+                    else:
+                        self.record.status = "done"
                 except KeyboardInterrupt:
                     self._stop()
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.executor.close()
             for name in self.record.ideas:
                 self._sync(name)
@@ -166,6 +174,11 @@ class Scheduler:
             self.save()
         self.view.update(self.executor.busy_slots())
 
+    def _on_signal(self, signum, frame) -> None:
+        if self.stopping:
+            raise KeyboardInterrupt  # a second Ctrl-C while stopping: kill the workers at once
+        self.stop_requested = True
+
     def _stop(self) -> None:
         self.stopping = True
         self.view.event("stopping: each running idea stops its experiment and exits "
@@ -177,7 +190,3 @@ class Scheduler:
         for r in results:
             self._finish(r)
         self.record.status = "interrupted"
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -77,11 +77,12 @@ class FileSlotPool:
             yield Slot(index, self.devices[index])
         finally:
             os.ftruncate(fd, 0)
+            released = time.time()  # before the unlock: the next holder's "acquired" must not precede it
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
             if self.log is not None:
                 append_hold(self.log, Hold(index, self.devices[index], self.holder, label,
-                                           requested, acquired, time.time()))
+                                           requested, acquired, released))
 
     def _acquire(self) -> tuple[int, int]:
         # Waiters queue on one lock and only its holder polls the slots: no herd of
