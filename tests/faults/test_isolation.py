@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -58,7 +60,8 @@ def test_scrubbed_env_drops_credentials(monkeypatch):
 @pytest.mark.fault("run writes outside the workspace")
 @pytest.mark.skipif(not bwrap_works(), reason="bubblewrap cannot make namespaces here (setup.sh installs it)")
 def test_namespace_sandbox_blocks_network_and_writes_outside(harness, intact):
-    # both a place beside the repository and the real /tmp are read-only for the run
+    # a place beside the repository: read-only for the run, or (for a clone under /tmp) in the
+    # run's private /tmp
     outside = REPO / f"escaped_{harness.tmp.name}.txt"
     llm = harness.serve([])
     port = llm.url.split(":")[-1].split("/")[0]
@@ -74,7 +77,12 @@ def test_namespace_sandbox_blocks_network_and_writes_outside(harness, intact):
     assert r.returncode == 0, r.stderr
     assert not escaped
     out = (r.workspace / "run_1" / "stdout.log").read_text()
-    assert "net: blocked" in out and "write outside: blocked" in out
+    assert "net: blocked" in out
+    # Outside /tmp the run's root is read-only. Under /tmp (a clone in /tmp, as a new user's
+    # may be) the run has a private, empty /tmp of its own: the write succeeds there and is
+    # gone with the run. Either way nothing reached the real file (`escaped` above).
+    private_tmp = Path(tempfile.gettempdir()) in outside.parents
+    assert "write outside: blocked" in out or (private_tmp and "write outside: allowed" in out), out
     # the harness runs git outside the sandbox: a hook planted in .git would run there
     assert "git hook: blocked" in out and not (r.workspace / ".git/hooks/post-commit").exists()
     meta = json.loads((r.workspace / "run_1" / "meta.json").read_text())
