@@ -156,7 +156,7 @@ def labelled_values(name: str) -> RunValues:
 
 @pytest.mark.parametrize("script, value_set, checked", [
     ("feature_momentum.script.yaml", "fm_rerecorded", 2),
-    ("orthogonal_sae.script.yaml", "orth_recorded", 6),
+    ("orthogonal_sae.script.yaml", "orth_rerecorded", 2),
     ("toy_l1_sweep.script.yaml", "toy_recorded", 2),
 ])
 def test_recorded_papers_pass_on_their_own_numbers(script, value_set, checked):
