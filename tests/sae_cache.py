@@ -31,13 +31,13 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def link_shared(cache_root: Path, kinds=SAE_INDEPENDENT) -> None:
+def link_shared(cache_root: Path, kinds=SAE_INDEPENDENT, copy_function=_link_or_copy) -> None:
     for kind in kinds:
         for artefact in sorted((SHARED / kind).glob("*/manifest.json")):
             dest = cache_root / kind / artefact.parent.name
             if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(artefact.parent, dest, copy_function=_link_or_copy)
+                shutil.copytree(artefact.parent, dest, copy_function=copy_function)
 
 
 def keep_built(cache_root: Path, kinds=SAE_INDEPENDENT) -> None:
@@ -70,9 +70,4 @@ def build_tiny_once(timeout: float = 1800) -> None:
 def copy_shared(cache_root: Path, kinds) -> None:
     """Private copies of the shared artefacts a test may write to (the absorption prompt memo grows
     during a run; the poisoning test rewrites the training activations)."""
-    for kind in kinds:
-        for artefact in sorted((SHARED / kind).glob("*/manifest.json")):
-            dest = cache_root / kind / artefact.parent.name
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copytree(artefact.parent, dest)
+    link_shared(cache_root, kinds, copy_function=shutil.copy2)

@@ -146,9 +146,10 @@ class RunValues:
         # a run trained with several seeds is its mean over them, as the harness's own noise rule
         # and the paper's tables have it: comparing seed 0 alone could pass or flag a statement
         # that the mean decides the other way
-        for n, seeded in read_noise(Path(ws)).runs.items():
-            for name, spread in seeded.metrics.items():
-                if n in values and spread.n > 1 and math.isfinite(spread.mean):
+        noise_file = read_noise(Path(ws))
+        for n, seeds in noise_file.runs.items():
+            for name in seeds.metrics:
+                if n in values and (spread := noise_file.seeded(n, name)) is not None:
                     values[n][name] = spread.mean
         return cls({m.name: m for m in spec.metrics}, values, dict(noise or {}))
 

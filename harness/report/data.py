@@ -119,10 +119,9 @@ def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool, nois
         return Cell(spread.text(_fmt) if spread and spread.std is not None else _fmt(v), "base")
     if spread is not None and spread.band is not None:
         base = spread.mean
-    own_set = noise.runs.get(run) if noise and run else None
-    own = own_set.metrics.get(m.name) if own_set else None
+    own = noise.seeded(run, m.name) if noise and run else None
     shown = _fmt(v)
-    if own is not None and own.n > 1 and own.std is not None:
+    if own is not None:
         v, shown = own.mean, own.text(_fmt)
     g = gain(m, v, base)
     if g is None:

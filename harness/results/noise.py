@@ -162,6 +162,13 @@ class Noise:
             return None
         return abs(value - base) < band or value == base  # no difference is never a finding
 
+    def seeded(self, run: int, metric: str) -> Spread | None:
+        """The run's spread over its seeds, when it has more than one (a run's verdicts use its
+        mean then, as the paper's table and the confirmation do)."""
+        seeds = self.runs.get(run)
+        spread = seeds.metrics.get(metric) if seeds else None
+        return spread if spread is not None and spread.n > 1 and math.isfinite(spread.mean) else None
+
     def base_mean(self, metric: str) -> float | None:
         spread = self.baseline.metrics.get(metric) if self.baseline else None
         return spread.mean if spread else None
