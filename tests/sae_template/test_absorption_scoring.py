@@ -142,6 +142,11 @@ class _VocabModel:
         model_name = "stub"
         d_model = D_IN
 
+    class tokenizer:
+        @staticmethod
+        def convert_tokens_to_string(tokens):
+            return "".join(tokens).upper()  # anything that shows both loaders call it
+
     def run_with_cache(self, prompts, names_filter=None):
         out = torch.stack([torch.randn(4, D_IN, generator=torch.Generator().manual_seed(sum(map(ord, p)))) for p in prompts])
         return None, {names_filter[0]: out}
@@ -165,6 +170,14 @@ def test_lm_probe_build_matches_sae_bench(tmp_path):
     data = {w: np.load(tmp_path / w / "stub" / "layer_0" / "data.npz") for w in ("theirs", "ours")}
     for key in ("X_train", "X_test", "y_train", "y_test"):
         assert np.array_equal(data["ours"][key], data["theirs"][key]), key
+
+    from sae_bench.evals.absorption.common import load_probe_data_split
+
+    for split in ("train", "test"):
+        acts, pairs = load_probe_data_split(_VocabModel(), 0, split, tmp_path / "theirs", device="cpu")
+        our_acts, our_pairs = scoring.load_probe_data_split(_VocabModel.tokenizer, tmp_path / "theirs", "stub", 0, split)
+        assert pairs and our_pairs == pairs
+        assert our_acts.dtype == acts.dtype and torch.equal(our_acts, acts)
 
 
 def test_aggregate_matches_sae_bench():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -135,8 +136,13 @@ class CoreEvalData:
     zero_abl_logits: torch.Tensor  # [ctx, vocab], the same for every row
 
 
-def train_activations(cfg: ExperimentConfig, lm: LanguageModel) -> torch.Tensor:
-    path = cache.cached_dir("activations", train_key(cfg), lambda out: _build_train(cfg, lm, out))
+def train_activations(cfg: ExperimentConfig, lm: LanguageModel | Callable[[], LanguageModel]) -> torch.Tensor:
+    """The cached training activations (memory-mapped). `lm` may be a function that loads the
+    model: it is called only if the activations must be collected."""
+    def build(out: Path) -> None:
+        _build_train(cfg, lm() if callable(lm) else lm, out)
+
+    path = cache.cached_dir("activations", train_key(cfg), build)
     return torch.load(path / "acts.pt", mmap=True)
 
 

@@ -164,6 +164,13 @@ def _build(final: Path, key: dict, build: Callable[[Path], None]) -> Path:
     return final
 
 
+def is_built(kind: str, key: dict) -> bool:
+    """Is there a finished entry for (kind, key), in the shared cache or this run's scratch cache?
+    Only looks for the manifest; `cached_dir` checks the content when the entry is read."""
+    roots = [cache_root(), _scratch_root()]
+    return any(root is not None and (artefact_dir(kind, key, root) / MANIFEST).is_file() for root in roots)
+
+
 def cached_dir(kind: str, key: dict, build: Callable[[Path], None], root: Path | None = None) -> Path:
     """Return the directory for (kind, key), calling build(tmp_dir) first if it is missing or
     fails its check against the manifest."""

@@ -121,7 +121,7 @@ def saelens_config(sae, bench, architecture: str, check: ExportCheck) -> dict:
         "context_size": cfg.context_length,
         "prepend_bos": True,
         # training saw neither these tokens nor position 0 of a row (a norm outlier)
-        "exclude_special_tokens": sorted(int(i) for i in bench.lm.special_ids),
+        "exclude_special_tokens": sorted(int(i) for i in bench.special_ids),
         "seqpos_slice": [1, None],
         "dataset_path": "python-stdlib sources (saekit.corpus)",
         "saekit_model": cfg.model,

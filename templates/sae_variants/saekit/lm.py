@@ -110,10 +110,8 @@ def _build_smollm2_bundle(out: Path) -> None:
     (out / "tl_config.json").write_text(json.dumps(cfg_dict, indent=1))
 
 
-def _load_smollm2(device: str, dtype: torch.dtype):
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-    from transformers import AutoTokenizer
-
+def _smollm2_bundle() -> Path:
+    """The converted weights and the tokenizer, built from the GGUF file on first use."""
     from importlib.metadata import version
 
     gguf = gguf_path()
@@ -123,7 +121,27 @@ def _load_smollm2(device: str, dtype: torch.dtype):
         "transformer_lens": version("transformer-lens"),
         "format": 1,
     }
-    bundle = cache.cached_dir("models", key, _build_smollm2_bundle)
+    return cache.cached_dir("models", key, _build_smollm2_bundle)
+
+
+def load_tokenizer(cfg: ExperimentConfig):
+    """The embedded model's tokenizer without its weights (for a run that only trains)."""
+    from transformers import AutoTokenizer
+
+    if cfg.model != EMBEDDED_MODEL:
+        raise ValueError(f"load_tokenizer reads the embedded model's bundle; {cfg.model} comes with its model")
+    return AutoTokenizer.from_pretrained(_smollm2_bundle() / "tokenizer")
+
+
+def special_token_ids(tok) -> frozenset[int]:
+    return frozenset(i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if i is not None)
+
+
+def _load_smollm2(device: str, dtype: torch.dtype):
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformers import AutoTokenizer
+
+    bundle = _smollm2_bundle()
     tok = AutoTokenizer.from_pretrained(bundle / "tokenizer")
     cfg_dict = json.loads((bundle / "tl_config.json").read_text())
     # weights come from disk: skip transformer_lens's random init (seconds on CPU)
@@ -151,7 +169,7 @@ def load_language_model(cfg: ExperimentConfig) -> LanguageModel:
     if cfg.hook_layer >= model.cfg.n_layers:
         raise ValueError(f"hook_layer {cfg.hook_layer} but {cfg.model} has {model.cfg.n_layers} blocks")
     bos = tok.bos_token_id
-    specials = frozenset(i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if i is not None)
+    specials = special_token_ids(tok)
     return LanguageModel(
         model=model,
         tokenizer=tok,

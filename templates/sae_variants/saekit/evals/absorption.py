@@ -193,7 +193,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
     """`probe_seed` (default: the config's seed) seeds the k-sparse probes only: rerunning with
     other seeds measures the metric's noise. The scoring prompts always follow the config's seed."""
     from sae_bench.evals.absorption import feature_absorption as fa
-    from sae_bench.evals.absorption.common import load_probe, load_probe_data_split
+    from sae_bench.evals.absorption.common import load_probe
     from sae_bench.evals.absorption.eval_config import AbsorptionEvalConfig
     from sae_bench.evals.absorption.eval_output import (
         EVAL_TYPE_ID_ABSORPTION,
@@ -225,12 +225,15 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         # sae_bench's run_k_sparse_probing_experiment and load_and_run_calculate_projections_and_cos_sims,
         # step by step, with their per-word loops done on whole tensors (absorption_scoring.py)
         probe = load_probe(model.cfg.model_name, lm.hook_layer, probe_dir, device=device)
-        train_acts, train_data = load_probe_data_split(model, lm.hook_layer, "train", probe_dir, device="cpu")
+        def split(name: str):
+            return scoring.load_probe_data_split(lm.tokenizer, probe_dir, model.cfg.model_name, lm.hook_layer, name)
+
+        train_acts, train_data = split("train")
         k_probes = scoring.KSparseProbes(
             sae, [label for _, label in train_data], train_acts, batch_size=batch_size,
             num_epochs=a.k_sparse_probe_num_epochs,
         )
-        test_acts, test_data = load_probe_data_split(model, lm.hook_layer, "test", probe_dir, device="cpu")
+        test_acts, test_data = split("test")
         scores = scoring.score_test_words(sae, probe, test_acts, test_data)
         metrics_df = scoring.feature_splits(scores, k_probes, a.max_k_value, a.f1_jump_threshold)
         calculator = FeatureAbsorptionCalculator(
