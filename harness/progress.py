@@ -16,7 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.records.state import State
-from harness.results.metrics import _fmt, read_results, summarise
+from harness.report.data import versus_baseline
+from harness.results.metrics import read_results, summarise
+from harness.results.noise import read_noise
 from harness.template import TemplateSpec
 
 
@@ -56,8 +58,13 @@ class Progress:
             self.line.run = run
 
 
+STYLES = {"better": "green", "worse": "red", "noise": "dim", "base": "bold"}
+
+
 def run_table(spec: TemplateSpec, workspace: Path, state: State) -> Table:
-    """Every completed run's headline metrics next to the baseline's, with the direction of better."""
+    """Every completed run's headline metrics next to the baseline's, with the direction of better.
+    Cells read as in the report: a run with seeds shows its mean ± std, and a difference is
+    coloured only when it leaves the baseline's noise band."""
     runs = state.done_runs()
     summaries = {}
     for r in runs:
@@ -66,23 +73,24 @@ def run_table(spec: TemplateSpec, workspace: Path, state: State) -> Table:
         except Exception:  # noqa: BLE001 - a run folder edited by hand must not hide the rest
             continue
     base = summaries.get(0)
+    noise = read_noise(workspace)
     table = Table(title=f"{state.idea}: runs vs baseline (run_0)")
     table.add_column("metric")
     table.add_column("better", justify="center")
     for i in summaries:
         table.add_column(f"run_{i}", justify="right")
-    metrics = spec.metrics or ()
-    for m in metrics:
+    for m in spec.metrics or ():
         cells = []
         for i, s in summaries.items():
-            v = s.values.get(m.name)
-            b = base.values.get(m.name) if base else None
-            style = ""
-            if i and v is not None and b is not None and v != b:
-                style = "green" if m.is_better(v, b) else "red"
-            cells.append(Text(_fmt(v), style=style))
+            cell = versus_baseline(m, s.values.get(m.name), base.values.get(m.name) if base else None, i == 0,
+                                   noise, i)
+            cells.append(Text(cell.text, style=STYLES.get(cell.css, "")))
         table.add_row(m.label, "↑" if m.better == "higher" else "↓", *cells)
+    notes = []
+    if noise.baseline:
+        notes.append(f"noise: {noise.rule}")
     flagged = [f"run_{i}" for i, s in summaries.items() if s.degenerate]
     if flagged:
-        table.caption = f"degenerate (rules of {spec.name}): {', '.join(flagged)}"
+        notes.append(f"degenerate (rules of {spec.name}): {', '.join(flagged)}")
+    table.caption = "\n".join(notes) or None
     return table

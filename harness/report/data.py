@@ -107,7 +107,7 @@ class IdeaReport:
 _fmt = fmt_short
 
 
-def _cell(m: MetricDef, v: float | None, base: float | None, is_base: bool, noise: Noise | None = None,
+def versus_baseline(m: MetricDef, v: float | None, base: float | None, is_base: bool, noise: Noise | None = None,
           run: int | None = None) -> Cell:
     """A run's value against the baseline; with the baseline's seed spread, against its mean,
     coloured only when the difference leaves the noise band (grey 'noise' otherwise). A run with
@@ -150,7 +150,7 @@ def run_lines(ws: Path, runs: list[RunRow], metrics: list[MetricDef],
     out = []
     for r in runs:
         if r.status == "done":
-            cells = [_cell(m, r.metrics.get(m.name), base_row.metrics.get(m.name) if base_row else None, r.run == 0,
+            cells = [versus_baseline(m, r.metrics.get(m.name), base_row.metrics.get(m.name) if base_row else None, r.run == 0,
                            noise, r.run) for m in metrics]
         else:
             cells = [Cell("-", "missing") for _ in metrics]

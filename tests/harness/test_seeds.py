@@ -105,6 +105,10 @@ def test_feedback_says_within_noise_and_the_best_run_is_confirmed_from_its_own_c
     noise = json.loads((ws / "noise.json").read_text())
     assert noise["runs"]["1"]["seeds"] == [0, 1, 2]
     assert "confirming run_1" in r.stdout and "run_1 over seeds 0, 1, 2" in r.stdout
+    # the closing console table: run_1 as its mean over seeds, a within-noise cell says so
+    table = r.stdout[r.stdout.index("runs vs baseline"):]
+    assert f"{noise['runs']['1']['metrics']['l0']['mean']:.4g} ±" in table, table
+    assert "within" in table and "noise: a difference from the baseline mean" in table.replace("\n", " "), table
 
     # the report: a within-noise cell is grey (class noise), a far one coloured
     out = subprocess.run([str(REPO / ".venvs" / "harness" / "bin" / "python"), str(REPO / "run_harness.py"),
