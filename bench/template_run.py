@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 
+import machine  # bench/machine.py: this script's folder is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "templates" / "sae_variants"
 BREAK_AFTER = "    training = train(sae, batches, tc, n_steps)\n"
@@ -143,14 +145,12 @@ def main() -> None:
                              "before the harness's evaluation step), for a before/after comparison")
     parser.add_argument("--no-broken", action="store_true", help="skip the broken-SAE run")
     args = parser.parse_args()
-    import torch
 
     root = Path(tempfile.mkdtemp(prefix="sae-template-bench-"))
     cache = root / "cache"
     if args.warm_only:
         cache = Path(os.environ.get("SAE_HARNESS_CACHE") or "~/.cache/sae_harness/activations").expanduser()
-    print(f"workspace and cache under {root}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-          f"load average before {os.getloadavg()[0]:.2f}")
+    print(f"workspace and cache under {root}; machine before: {machine.describe()}")
     try:
         ws = make_workspace(root)
         if not args.warm_only:
@@ -165,7 +165,7 @@ def main() -> None:
             print(f"\nwarm run total, before ({args.before}) -> now: {sum(old_wall):.1f} s -> {sum(warm_wall):.1f} s "
                   f"(now: run {warm_wall[0]:.1f} s + evaluation step {warm_wall[1]:.1f} s)")
         if args.no_broken:
-            print(f"\nload average after {os.getloadavg()[0]:.2f}")
+            print(f"\nmachine after: {machine.describe()}")
             return
 
         source = (ws / "experiment.py").read_text()
@@ -174,7 +174,7 @@ def main() -> None:
         (ws / "experiment.py").write_text(source.replace(BREAK_AFTER, BREAK_WITH))
         broken_wall, broken = run(ws, cache, "run_broken")
         summary("broken (random decoder)", broken_wall, broken)
-        print(f"\nload average after {os.getloadavg()[0]:.2f}")
+        print(f"\nmachine after: {machine.describe()}")
     finally:
         if args.keep:
             print(f"kept {root}")

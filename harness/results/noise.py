@@ -145,8 +145,11 @@ class Noise:
     def baseline(self) -> SeedSet | None:
         return self.runs.get(0)
 
+    def _base(self, metric: str) -> Spread | None:
+        return self.baseline.metrics.get(metric) if self.baseline else None
+
     def band(self, metric: str) -> float | None:
-        spread = self.baseline.metrics.get(metric) if self.baseline else None
+        spread = self._base(metric)
         return spread.band if spread else None
 
     def bands(self) -> dict[str, float]:
@@ -170,7 +173,7 @@ class Noise:
         return spread if spread is not None and spread.n > 1 and math.isfinite(spread.mean) else None
 
     def base_mean(self, metric: str) -> float | None:
-        spread = self.baseline.metrics.get(metric) if self.baseline else None
+        spread = self._base(metric)
         return spread.mean if spread else None
 
     def to_dict(self) -> dict:
