@@ -5,7 +5,9 @@
 
 The evaluation runs in a process that imports no Python file the agent wrote. What crosses over
 from the run is data only: `encode.pt2` and `decode.pt2`, written by torch.export (an ATen graph
-and its weights; loading one executes no module code of the run) and `exported.json` (sizes).
+and its weights) and `exported.json` (sizes). torch.export.load alone would run pickles, shared
+libraries and arbitrary `torch.*` attributes found in such a file; safe_export.py admits only
+tensor data and ATen operators, so loading one executes nothing the run wrote.
 The decoder directions the evals read (W_dec, b_dec) are derived from the exported decode itself,
 decode(e_i) - decode(0) and decode(0), so no weight matrix the run claims is trusted for them.
 W_enc has no such derivation for a non-linear encoder; sae_bench reads it only for weight
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import torch
 from sae_bench.custom_saes.base_sae import BaseSAE
+
+from .safe_export import UnsafeExport, load_program
 
 ENCODE_FILE = "encode.pt2"
 DECODE_FILE = "decode.pt2"
@@ -62,6 +66,14 @@ def _export(sae: torch.nn.Module, name: str, example: torch.Tensor):
             f"batch size") from None
 
 
+def _load_graph(path: Path):
+    """The exported graph as a callable module, loaded only if it is tensor data and ATen ops."""
+    try:
+        return load_program(path).module()
+    except UnsafeExport as exc:
+        raise ExportError(f"the harness does not load {path.name}: {exc}") from None
+
+
 def save_for_evaluation(sae, folder: str | Path, bench) -> Path:
     """Export `sae`'s encode and decode (dynamic batch size) into `folder` and check that the
     saved graphs give what the SAE gives. Raises ExportError with what to change."""
@@ -81,8 +93,7 @@ def save_for_evaluation(sae, folder: str | Path, bench) -> Path:
                 "decode": _export(sae, "decode", f[:EXAMPLE_TOKENS].detach())}
     for name, file in (("encode", ENCODE_FILE), ("decode", DECODE_FILE)):
         torch.export.save(programs[name], str(folder / file))
-    enc = torch.export.load(str(folder / ENCODE_FILE)).module()
-    dec = torch.export.load(str(folder / DECODE_FILE)).module()
+    enc, dec = _load_graph(folder / ENCODE_FILE), _load_graph(folder / DECODE_FILE)
     with torch.no_grad():
         f2 = enc(x)
         x_hat2 = dec(f)
@@ -125,8 +136,7 @@ class ExportedSAE(BaseSAE):
         self.cfg.context_size = cfg.context_length
         # kept in a plain dict, not as submodules: an exported module refuses train()/eval(),
         # which the evals call on the SAE (and it has no training mode to switch anyway)
-        self._graphs = {"encode": torch.export.load(str(folder / ENCODE_FILE)).module(),
-                        "decode": torch.export.load(str(folder / DECODE_FILE)).module()}
+        self._graphs = {"encode": _load_graph(folder / ENCODE_FILE), "decode": _load_graph(folder / DECODE_FILE)}
         with torch.no_grad():
             zero = torch.zeros(2, d_sae)
             b_dec = self._graphs["decode"](zero)[0]
