@@ -16,7 +16,8 @@ changed afterwards). Columns:
 
 A second table comes from the isolation probe (tests/faults/test_isolation_probe.py): per
 target (a home dot-file, another workspace, the project's .git, /etc/shadow, /root, the
-shared cache, the network, a setsid child, a paper's \\input of an outside file) and per
+shared cache, the network, a setsid child, a paper's \\input of an outside file, an SAE export
+archive carrying a pickle payload or a torch.os call for the evaluation) and per
 sandbox level, how many probes tried it, how many were blocked and how many leaked.
 """
 

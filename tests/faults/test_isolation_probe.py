@@ -7,6 +7,10 @@ server), and a child that leaves the process group (setsid after a double fork).
 whatever it could read to stderr and fails, so the harness sends that stderr tail to the
 model: the path by which a secret would leave. The fix round then lets run 1 succeed.
 
+A last probe hands the evaluation's loader (saekit/safe_export.py) an export archive that
+carries code: a pickled payload, and a graph node calling `torch.os.*`; torch.export.load alone
+would run both inside the harness's evaluation, where a run could then write its own scores.
+
 Each test records, per target, 'blocked' or 'leaked' (bench/fault_table.py prints them as the
 isolation table). Under the namespace level nothing may leak and no canary may appear in any
 model request, workspace file, commit or console line. The process level isolates no files:
@@ -248,3 +252,73 @@ def test_tex_cage_keeps_the_workspace_table_and_figures(tmp_path):
     res = compile_pdf(ws / "latex" / "paper.tex", timeout_s=120, level="namespace")
     assert res.ok, res.errors
     assert "Table 0.93 here." in pdf_text(res.pdf)
+
+
+EXPORT_PROBE = r"""
+import json, pickle, sys, zipfile
+from pathlib import Path
+import torch
+from saekit.safe_export import UnsafeExport, load_program
+
+out, marker = Path(sys.argv[1]), Path(sys.argv[2])
+
+class Payload:
+    def __reduce__(self):
+        return (open, (str(marker), "w"))
+
+class Linear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(4, 3))
+    def forward(self, x):
+        return torch.relu(x @ self.w)
+
+def exported(name):
+    path = out / f"{name}.pt2"
+    program = torch.export.export(Linear(), (torch.randn(5, 4),), dynamic_shapes=({0: torch.export.Dim("b", min=2)},))
+    torch.export.save(program, str(path))
+    return path
+
+def rewrite(path, change):
+    with zipfile.ZipFile(path) as z:
+        items = [(i.filename, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in items:
+            z.writestr(name, change(name, data))
+
+def pickled(name, data):
+    if name.endswith("data/weights/model_weights_config.json"):
+        config = json.loads(data)
+        config["config"]["w"]["use_pickle"] = True
+        return json.dumps(config).encode()
+    return pickle.dumps(Payload(), protocol=2) if name.endswith("data/weights/weight_0") else data
+
+def os_call(name, data):
+    return data.replace(b'"torch.ops.aten.relu.default"', b'"torch.os.getpid"') if name.endswith("models/model.json") else data
+
+rows = {}
+for row, change in (("export archive unpickles code", pickled), ("export graph calls torch.os", os_call)):
+    path = exported(row.split()[-1].replace(".", "_"))
+    rewrite(path, change)
+    try:
+        load_program(path)
+        refused = False
+    except UnsafeExport:
+        refused = True
+    rows[row] = "blocked" if refused and not marker.exists() else "leaked"
+print(json.dumps(rows))
+"""
+
+
+@pytest.mark.fault("run's SAE export carries code for the evaluation")
+@pytest.mark.parametrize("level", ["namespace", "process"])
+def test_an_export_carrying_code_is_refused_by_the_evaluation_loader(tmp_path, record_property, level):
+    # the loader refuses before torch.export.load sees the file, whatever the sandbox level
+    marker = tmp_path / "payload-ran"
+    r = subprocess.run([str(REPO / ".venvs" / "sae" / "bin" / "python"), "-c", EXPORT_PROBE, str(tmp_path), str(marker)],
+                       cwd=REPO / "templates" / "sae_variants", capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    record_property("isolation", json.dumps({"level": level, "rows": rows}))
+    assert rows == {"export archive unpickles code": "blocked", "export graph calls torch.os": "blocked"}, rows
+    assert not marker.exists()
