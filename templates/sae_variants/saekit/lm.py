@@ -149,8 +149,13 @@ def _load_smollm2(device: str, dtype: torch.dtype):
     model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
     state = torch.load(bundle / "weights.pt", map_location="cpu", mmap=True)
     model.load_state_dict(state, strict=True, assign=True)
-    for target in (dtype, device):  # HookedTransformer.to takes one of them at a time
-        model = model.to(target, print_details=False)
+    # HookedTransformer.to takes one of dtype / device at a time, and walks the whole state dict
+    # once per module (about 3.6 s on 2 cores) even when nothing changes: only call it for a
+    # dtype or device the weights are not in yet (it also records the new one in model.cfg)
+    if next(model.parameters()).dtype != dtype:
+        model = model.to(dtype, print_details=False)
+    if next(model.parameters()).device != torch.device(device):
+        model = model.to(device, print_details=False)
     return model, tok
 
 
