@@ -58,11 +58,11 @@ def cached_paths() -> tuple[Path, Path]:
     """The template's default training activations and core-eval data, as saekit caches them."""
     sys.path.insert(0, str(TEMPLATE))
     from saekit import cache
-    from saekit.activations import core_eval_key, train_key
+    from saekit.activations import TRAIN_FILE, core_eval_key, train_key
     from saekit.config import load_config
 
     cfg = load_config(TEMPLATE / "experiment_config.yaml")
-    train = cache.artefact_dir("activations", train_key(cfg)) / "acts.pt"
+    train = cache.artefact_dir("activations", train_key(cfg)) / TRAIN_FILE
     core = cache.artefact_dir("core_eval", core_eval_key(cfg)) / "core_eval.pt"
     for p in (train, core):
         if not p.exists():
@@ -194,7 +194,9 @@ def worker(name: str, train: Path, core: Path, n_tokens: int) -> dict:
     import torch
 
     torch.manual_seed(0)
-    acts = torch.load(train, mmap=True)
+    import numpy as np
+
+    acts = torch.from_numpy(np.load(train, mmap_mode="c"))  # the template's acts.npy (float16)
     n_tokens = n_tokens or len(acts)
     data = torch.load(core, mmap=True)
     keep = torch.ones_like(data["tokens"], dtype=torch.bool)

@@ -83,12 +83,12 @@ def main() -> None:
     B = load_module(TEMPLATE / "experiment.py", "experiment_tree")
 
     from saekit import cache
-    from saekit.activations import train_key
+    from saekit.activations import TRAIN_FILE, mapped_rows, train_key
     from saekit.config import load_config
 
-    path = cache.artefact_dir("activations", train_key(load_config(TEMPLATE / "experiment_config.yaml"))) / "acts.pt"
+    path = cache.artefact_dir("activations", train_key(load_config(TEMPLATE / "experiment_config.yaml"))) / TRAIN_FILE
     if path.exists():
-        acts, source = torch.load(path, mmap=True)[:200_000], f"cached activations ({path.parent.name})"
+        acts, source = mapped_rows(path, torch.float16)[:200_000], f"cached activations ({path.parent.name})"
     else:
         acts, source = torch.randn(200_000, D_IN).half(), "random activations (no cache built yet)"
     steps = {f"A {args.base}": stepper(A, acts, args.dead), "B working tree": stepper(B, acts, args.dead)}

@@ -30,8 +30,9 @@ TINY = yaml.safe_load((REPO / "tests" / "sae_template" / "tiny_config.yaml").rea
 ANCHOR = "    (out / \"final_info.json\").write_text(json.dumps(final_info, indent=2, default=str))"
 POISON = ANCHOR + """
     import glob, os, sys
-    for p in glob.glob(os.path.join(os.environ["SAE_HARNESS_CACHE"], "activations", "*", "acts.pt")):
-        torch.save(torch.load(p) * 0.5, p)
+    import numpy as np
+    for p in glob.glob(os.path.join(os.environ["SAE_HARNESS_CACHE"], "activations", "*", "acts.npy")):
+        np.save(p, np.load(p) * 0.5)
         print("poisoned", p, file=sys.stderr)"""
 COMMENT = ("    k: int = 32  # topk: active latents per token",
            "    k: int = 32  # topk: active latents per token (as the baseline)")
@@ -70,7 +71,7 @@ def test_a_poisoned_cache_entry_is_rebuilt_and_does_not_change_another_ideas_res
     # reported: one line naming the artefact and what changed
     err = (second.workspace / "run_1" / "stderr.log").read_text()
     named = [ln for ln in err.splitlines() if "failed its check" in ln]
-    assert len(named) == 1 and "activations" in named[0] and "acts.pt changed" in named[0], err[-2000:]
+    assert len(named) == 1 and "activations" in named[0] and "acts.npy changed" in named[0], err[-2000:]
     # not changed: the unmodified SAE gets the baseline's numbers, as if nothing had happened
     assert _metrics(second.workspace, "run_1") == pytest.approx(_metrics(first.workspace, "run_0"), abs=1e-6)
     assert _metrics(second.workspace, "run_0") == _metrics(first.workspace, "run_0")

@@ -14,10 +14,14 @@ re-collects the training set:
 from __future__ import annotations
 
 import math
+import mmap
+import os
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from . import cache
@@ -27,6 +31,8 @@ from .lm import DTYPES, LanguageModel
 from .timing import LM_FORWARD
 
 COLLECT_ROWS = 16  # rows per forward pass while collecting
+TRAIN_FILE = "acts.npy"  # [train_tokens, d_model], a NumPy array file: memory-mapped when read
+STORED = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.int16}  # NumPy has no bfloat16
 
 
 @torch.no_grad()
@@ -54,6 +60,7 @@ def train_key(cfg: ExperimentConfig) -> dict:
         "context_length": cfg.context_length,
         "n_tokens": cfg.train_tokens,
         "dtype": cfg.activation_dtype,
+        "format": 2,  # 2: acts.npy, written and read through a memory map (1: acts.pt, read whole)
         **corpus_fingerprint(cfg.seed),
     }
 
@@ -74,22 +81,35 @@ def core_eval_key(cfg: ExperimentConfig) -> dict:
 
 
 def _build_train(cfg: ExperimentConfig, lm: LanguageModel, out: Path) -> None:
+    """Written row by row into a memory-mapped .npy whose pages are dropped after each chunk, so
+    collecting 5M tokens needs no more memory than 500k."""
     n_rows = math.ceil(cfg.train_tokens / (cfg.context_length - 1) * 1.01) + 1
     tokens = torch.from_numpy(token_rows(lm.tokenizer, "train", n_rows, cfg.context_length, lm.bos_id, cfg.seed))
     dtype = DTYPES[cfg.activation_dtype]
-    kept, n = [], 0
+    store = np.lib.format.open_memmap(out / TRAIN_FILE, mode="w+", dtype=STORED[dtype],
+                                      shape=(cfg.train_tokens, lm.d_model))
+    n = 0
     for chunk in tokens.split(256):
         acts = hook_activations(lm, chunk)
         keep = ~special_mask(chunk, lm)
         keep[:, 0] = False  # position 0 is an outlier whatever the token
-        kept.append(acts[keep].to(dtype))
-        n += kept[-1].shape[0]
+        rows = acts[keep].to(dtype)[: cfg.train_tokens - n]
+        store[n : n + len(rows)] = rows.view(torch.int16).numpy() if dtype == torch.bfloat16 else rows.numpy()
+        n += len(rows)
+        store.flush()
+        release_pages(store)
         if n >= cfg.train_tokens:
             break
-    acts = torch.cat(kept)[: cfg.train_tokens].contiguous()
-    if acts.shape[0] < cfg.train_tokens:
-        raise RuntimeError(f"collected {acts.shape[0]} training tokens, wanted {cfg.train_tokens}")
-    torch.save(acts, out / "acts.pt")
+    del store
+    if n < cfg.train_tokens:
+        raise RuntimeError(f"collected {n} training tokens, wanted {cfg.train_tokens}")
+
+
+def release_pages(array: np.memmap) -> None:
+    """Drop the mapping's resident pages: the file and the page cache keep the data, and the next
+    read of a row faults its page back in. (For a copy-on-write mapping, rows written in place
+    would revert to the file's: the training set is read-only.)"""
+    array._mmap.madvise(mmap.MADV_DONTNEED)
 
 
 @torch.no_grad()
@@ -143,7 +163,16 @@ def train_activations(cfg: ExperimentConfig, lm: LanguageModel | Callable[[], La
         _build_train(cfg, lm() if callable(lm) else lm, out)
 
     path = cache.cached_dir("activations", train_key(cfg), build)
-    return torch.load(path / "acts.pt", mmap=True)
+    return mapped_rows(path / TRAIN_FILE, DTYPES[cfg.activation_dtype])
+
+
+def mapped_rows(path: Path, dtype: torch.dtype) -> torch.Tensor:
+    """A .npy file as a tensor over a copy-on-write memory map (writes stay in this process);
+    ActivationBatches finds the file again through `.file_map` and reads its batches itself."""
+    array = np.load(path, mmap_mode="c")
+    rows = torch.from_numpy(array).view(dtype)
+    rows.file_map = array
+    return rows
 
 
 def core_eval_data(cfg: ExperimentConfig, lm: LanguageModel) -> CoreEvalData:
@@ -154,25 +183,62 @@ def core_eval_data(cfg: ExperimentConfig, lm: LanguageModel) -> CoreEvalData:
 class ActivationBatches:
     """Shuffled batches of training activations as float32, one epoch after another.
 
-    The whole set is read into memory once (0.6 GB at the default size); shuffling is by a
-    seeded permutation per epoch so that runs are reproducible.
+    Shuffling is a seeded permutation of all rows per epoch, so runs are reproducible. A set from
+    `mapped_rows` stays on disk: each batch's rows are read with one pread each, served by the page
+    cache (about as fast as indexing rows in memory; a background reader thread was slower, as
+    its Python loop holds the GIL the training step needs), so resident memory does not grow with
+    train_tokens. Gathering through the memory map instead would leave most of the file mapped
+    after a single batch: the kernel maps whole folios around each faulting row. On a GPU each
+    batch goes through pinned memory.
     """
 
     def __init__(self, acts: torch.Tensor, batch_size: int, seed: int, device: str = "cpu"):
-        self.acts = acts.clone()  # out of the memory map: random row access is then cheap
+        self.acts = acts
         self.batch_size = batch_size
         self.device = device
         self.gen = torch.Generator().manual_seed(seed)
         self._order = torch.empty(0, dtype=torch.long)
         self._pos = 0
+        file_map = getattr(acts, "file_map", None)
+        self.reader = RowReader(file_map, acts.dtype) if file_map is not None else None
+        if self.reader:
+            release_pages(file_map)  # rows read through the map before training (input scale, mean)
 
     def __len__(self) -> int:
         return self.acts.shape[0]
 
-    def next(self) -> torch.Tensor:
+    def _next_indices(self) -> torch.Tensor:
         if self._pos + self.batch_size > len(self._order):
             self._order = torch.randperm(len(self), generator=self.gen)
             self._pos = 0
         idx = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
-        return self.acts[idx].to(device=self.device, dtype=torch.float32)
+        return idx
+
+    def next(self) -> torch.Tensor:
+        idx = self._next_indices()
+        batch = self.reader.read(idx.tolist()) if self.reader else self.acts[idx]
+        if self.device.startswith("cuda"):
+            return batch.pin_memory().to(device=self.device, dtype=torch.float32, non_blocking=True)
+        return batch.to(device=self.device, dtype=torch.float32)
+
+
+class RowReader:
+    """Rows of a .npy file read by index with pread."""
+
+    def __init__(self, file_map: np.memmap, dtype: torch.dtype):
+        self.fd = os.open(file_map.filename, os.O_RDONLY)
+        self.offset = file_map.offset
+        self.row_shape = file_map.shape[1:]
+        self.row_bytes = file_map[0].nbytes
+        self.dtype = dtype
+        weakref.finalize(self, os.close, self.fd)
+
+    def read(self, rows: list[int]) -> torch.Tensor:
+        out = torch.empty((len(rows), *self.row_shape), dtype=self.dtype)
+        view = memoryview(out.view(torch.uint8).numpy()).cast("B")
+        size, fd, start = self.row_bytes, self.fd, self.offset
+        for j, r in enumerate(rows):
+            if os.preadv(fd, [view[j * size : (j + 1) * size]], start + r * size) != size:
+                raise OSError(f"short read of row {r} in the activation cache")
+        return out
