@@ -24,14 +24,27 @@ class Slot:
     index: int
     device: str
     """'cuda:<id>' or 'cpu'."""
+    threads: int = 0
+    """CPU threads the slot's process may use (0: the libraries' default, all cores)."""
 
     def env(self) -> dict[str, str]:
         # A CPU slot hides every GPU, so that an experiment cannot use a device that
         # belongs to another slot.
-        return {"CUDA_VISIBLE_DEVICES": self.device.split(":", 1)[1] if self.device.startswith("cuda:") else ""}
+        env = {"CUDA_VISIBLE_DEVICES": self.device.split(":", 1)[1] if self.device.startswith("cuda:") else ""}
+        if self.threads and "OMP_NUM_THREADS" not in os.environ:  # the user's own setting wins
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
+        return env
 
     def describe(self) -> str:
         return f"{self.device} (slot {self.index})"
+
+
+def cpu_threads(devices: list[str]) -> int:
+    """Threads for each CPU slot: the machine's cores shared out between the CPU slots. Two
+    torch trainers with 2 threads each on 2 cores made 8.0k tokens/s each; with 1 thread each,
+    13-14k each (bench/slot_threads.py). A GPU slot's process keeps the default."""
+    n_cpu = sum(1 for d in devices if d == "cpu")
+    return max(1, (os.cpu_count() or 1) // n_cpu) if n_cpu else 0
 
 
 @dataclass

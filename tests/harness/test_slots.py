@@ -84,6 +84,22 @@ def test_a_process_in_a_slot_sees_only_its_device(tmp_path):
     assert [h.label for h in read_holds(tmp_path / "slots.jsonl")] == ["run_1", "run_0", "run_2"]
 
 
+def test_cpu_slots_share_the_cores_out(tmp_path, monkeypatch):
+    """Two CPU slots on this machine: a run in one gets half the cores as its thread count (two
+    processes that each spread over every core slow each other down)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    pool = FileSlotPool(tmp_path / "slots", ["cpu", "cpu"], "idea")
+    code = "import os; print(os.environ.get('OMP_NUM_THREADS'), os.environ.get('MKL_NUM_THREADS'))"
+    res = run_process([sys.executable, "-c", code], tmp_path, tmp_path / "out", tmp_path / "err", 30,
+                      slots=pool, slot_label="run_1")
+    half = str(max(1, os.cpu_count() // 2))
+    assert res.ok and (tmp_path / "out").read_text().split() == [half, half]
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting is left alone
+    run_process([sys.executable, "-c", code], tmp_path, tmp_path / "out", tmp_path / "err", 30,
+                slots=pool, slot_label="run_2")
+    assert (tmp_path / "out").read_text().split() == ["7", "None"]
+
+
 def test_slot_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
     assert slot_devices(None, None) == ["cuda:2", "cuda:5"]
