@@ -7,7 +7,9 @@ For each size, two fresh processes, each reporting its own peak RSS (ru_maxrss):
   collect  builds the training activations of the default config with that train_tokens, in a
            temporary cache that borrows the converted model (deleted afterwards);
   train    experiment.py's TopK SAE trained for --steps batches of 2048 rows read from that
-           entry through saekit.ActivationBatches (rows spread over the whole file).
+           entry through saekit.ActivationBatches (rows spread over the whole file). Its tokens/s
+           compare sizes, not runs: the SAE starts with b_dec at zero, unlike experiment.py's,
+           so more latents die and AuxK slows the steps after the first 200k tokens.
 The training set stays on disk, memory-mapped, so neither figure should grow with train_tokens:
 prints each size's figures and the ratio of the largest size to the smallest. The embedded
 corpus (the Python standard library's sources) holds about 2.9M training tokens at 128 per row,
