@@ -33,7 +33,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def link_shared(cache_root: Path, kinds=SAE_INDEPENDENT, copy_function=_link_or_copy) -> None:
     for kind in kinds:
-        for artefact in sorted((SHARED / kind).glob("*/manifest.json")):
+        for artefact in sorted((SHARED / kind).glob("[!.]*/manifest.json")):  # not a copy in progress
             dest = cache_root / kind / artefact.parent.name
             if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -42,14 +42,21 @@ def link_shared(cache_root: Path, kinds=SAE_INDEPENDENT, copy_function=_link_or_
 
 def keep_built(cache_root: Path, kinds=SAE_INDEPENDENT) -> None:
     for kind in kinds:
-        for artefact in sorted((cache_root / kind).glob("*/manifest.json")):
+        for artefact in sorted((cache_root / kind).glob("[!.]*/manifest.json")):
             src, dest = artefact.parent, SHARED / kind / artefact.parent.name
             if src.is_symlink() or (dest / "manifest.json").exists():
                 continue
             if dest.exists():
                 shutil.rmtree(dest)  # from before manifests: saekit would rebuild it every time
             dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(src, dest)
+            # copied beside, then renamed: the SAE and harness suites run at once, and link_shared
+            # must never see a manifest whose files are still being copied
+            tmp = dest.parent / f".{dest.name}.{os.getpid()}"
+            shutil.copytree(src, tmp)
+            try:
+                tmp.rename(dest)
+            except OSError:  # another process published the same artefact first
+                shutil.rmtree(tmp)
 
 
 def build_tiny_once(timeout: float = 1800) -> None:
