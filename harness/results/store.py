@@ -153,6 +153,10 @@ def _stage(state: State) -> str:
 
 def read_workspace(ws: Path, batch: str = "") -> tuple[IdeaRow, list[RunRow], list[MetricDef]]:
     """Everything the store keeps about one workspace, read from its files."""
+    # the key of the files as they are before reading them: a state.json replaced while they are
+    # read then changes the key, and the next sync reads again (a key taken after the read would
+    # pair the new key with the old content and leave the idea "running" in the store for good)
+    key = sync_key(ws)
     state = load_state(ws)
     idea = read_json(ws / "idea.json") or {}
     spec: TemplateSpec | None
@@ -169,7 +173,7 @@ def read_workspace(ws: Path, batch: str = "") -> tuple[IdeaRow, list[RunRow], li
         batch=batch, status=state.status, error=state.error, stage=_stage(state), stages=dict(state.stages),
         next_run=state.experiments.next_run, max_runs=int(state.config.get("max_runs", 0) or 0),
         tokens=sum(c.tokens for c in calls), cost_usd=round(sum(c.cost for c in calls), 6),
-        paper="paper.pdf" if (ws / "paper.pdf").is_file() else "", created=state.created, sync_key=sync_key(ws))
+        paper="paper.pdf" if (ws / "paper.pdf").is_file() else "", created=state.created, sync_key=key)
     metrics = [MetricDef(template, m.name, m.label, m.better, i) for i, m in enumerate(spec.metrics)] if spec else []
     return row, runs, metrics
 

@@ -142,6 +142,36 @@ def test_results_store_has_one_row_per_run_and_rebuilds_from_the_workspaces(loca
     assert after == before
 
 
+def test_a_state_replaced_while_the_store_reads_it_is_read_again(local_batch, tmp_path, monkeypatch):
+    """The race a batch under load hit: the store read a workspace's state.json, the idea then
+    wrote its final state, and the store kept the old status for good."""
+    import shutil
+
+    from harness.results import store as store_module
+    from harness.results.store import Store
+
+    ws = tmp_path / "ws"
+    shutil.copytree(local_batch.workspace(CRASH), ws)
+    final = json.loads((ws / "state.json").read_text())
+    (ws / "state.json").write_text(json.dumps({**final, "status": "running", "error": ""}))
+    load_state = store_module.load_state
+
+    def read_then_finish(path):
+        state = load_state(path)
+        (ws / "state.json.new").write_text(json.dumps(final))  # the idea's own atomic write
+        (ws / "state.json.new").replace(ws / "state.json")
+        return state
+
+    store = Store(tmp_path / "results.sqlite")
+    monkeypatch.setattr(store_module, "load_state", read_then_finish)
+    store.sync_workspace(ws)
+    assert store.ideas()[0].status == "running"  # what it read
+    monkeypatch.setattr(store_module, "load_state", load_state)
+    assert store.sync_workspace(ws)  # the state changed after the read: read again
+    assert store.ideas()[0].status == "stopped"
+    store.close()
+
+
 def test_the_same_batch_under_ray(tmp_path):
     b = run_batch(tmp_path, "--executor", "ray")
     check_outcome(b)
