@@ -191,12 +191,13 @@ def lr_factor(step: int, n_steps: int) -> float:
 
 
 def worker(name: str, train: Path, core: Path, n_tokens: int) -> dict:
+    import numpy as np
     import torch
 
     torch.manual_seed(0)
-    import numpy as np
-
-    acts = torch.from_numpy(np.load(train, mmap_mode="c"))  # the template's acts.npy (float16)
+    # the template's acts.npy, read without saekit (whose imports the peer environments need not
+    # carry); float16, the default config's activation_dtype, which cached_paths reads
+    acts = torch.from_numpy(np.load(train, mmap_mode="c"))
     n_tokens = n_tokens or len(acts)
     data = torch.load(core, mmap=True)
     keep = torch.ones_like(data["tokens"], dtype=torch.bool)

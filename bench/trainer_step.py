@@ -85,10 +85,13 @@ def main() -> None:
     from saekit import cache
     from saekit.activations import TRAIN_FILE, mapped_rows, train_key
     from saekit.config import load_config
+    from saekit.lm import DTYPES
 
-    path = cache.artefact_dir("activations", train_key(load_config(TEMPLATE / "experiment_config.yaml"))) / TRAIN_FILE
+    cfg = load_config(TEMPLATE / "experiment_config.yaml")
+    path = cache.artefact_dir("activations", train_key(cfg)) / TRAIN_FILE
     if path.exists():
-        acts, source = mapped_rows(path, torch.float16)[:200_000], f"cached activations ({path.parent.name})"
+        acts = mapped_rows(path, DTYPES[cfg.activation_dtype])[:200_000]
+        source = f"cached activations ({path.parent.name})"
     else:
         acts, source = torch.randn(200_000, D_IN).half(), "random activations (no cache built yet)"
     steps = {f"A {args.base}": stepper(A, acts, args.dead), "B working tree": stepper(B, acts, args.dead)}

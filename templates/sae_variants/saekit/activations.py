@@ -81,8 +81,8 @@ def core_eval_key(cfg: ExperimentConfig) -> dict:
 
 
 def _build_train(cfg: ExperimentConfig, lm: LanguageModel, out: Path) -> None:
-    """Written row by row into a memory-mapped .npy whose pages are dropped after each chunk, so
-    collecting 5M tokens needs no more memory than 500k."""
+    """Written chunk by chunk into a memory-mapped .npy whose pages are dropped after each chunk,
+    so collecting 2.5M tokens needs about the memory of 500k (bench/activation_memory.py)."""
     n_rows = math.ceil(cfg.train_tokens / (cfg.context_length - 1) * 1.01) + 1
     tokens = torch.from_numpy(token_rows(lm.tokenizer, "train", n_rows, cfg.context_length, lm.bos_id, cfg.seed))
     dtype = DTYPES[cfg.activation_dtype]
