@@ -51,8 +51,11 @@ class SparseProbingConfig:
 class AbsorptionConfig:
     enabled: bool = True
     # whole-word tokens drawn from the tokenizer, 80 % train / 20 % test; 0 = all of them (31,534
-    # for SmolLM2): a sample leaves rare letters (k, q, x, y, z) with a handful of test words
-    vocab_size: int = 0
+    # for SmolLM2: the LM probe over them takes 10-17 min on 2 cores, most of the README job)
+    vocab_size: int = 4000
+    # a sample keeps at least this many words of every first letter (all of them where fewer
+    # exist): a uniform sample would leave x, z, y, q with a handful of test words
+    min_words_per_letter: int = 60
     max_k_value: int = 10
     f1_jump_threshold: float = 0.03
     min_probe_f1: float = 0.6  # a letter is scored only if the LM's own probe reaches this F1
@@ -103,10 +106,10 @@ class ExperimentConfig:
         if self.context_length < 8:
             raise ValueError(f"{CONFIG_NAME}: context_length must be >= 8, got {self.context_length}")
         a = self.absorption
-        if a.vocab_size < 0 or a.min_letters < 1 or a.k_sparse_probe_steps_per_epoch < 1:
+        if a.vocab_size < 0 or a.min_letters < 1 or a.k_sparse_probe_steps_per_epoch < 1 or a.min_words_per_letter < 1:
             raise ValueError(
                 f"{CONFIG_NAME}: absorption.vocab_size must be >= 0 (0 = whole vocabulary), "
-                "min_letters and k_sparse_probe_steps_per_epoch >= 1"
+                "min_letters, min_words_per_letter and k_sparse_probe_steps_per_epoch >= 1"
             )
         if a.min_letters > 26:
             raise ValueError(f"{CONFIG_NAME}: absorption.min_letters is {a.min_letters}, but there are 26 letters")

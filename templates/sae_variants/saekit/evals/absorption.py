@@ -93,7 +93,7 @@ class HookModel:
         return None, {hook: out.to(self._lm.model.cfg.device)}
 
 
-def whole_word_vocab(tokenizer, size: int, seed: int, per_letter: int = 10) -> list[str]:
+def whole_word_vocab(tokenizer, size: int, seed: int, per_letter: int) -> list[str]:
     """Every whole-word token (size 0), or a seeded sample of `size` of them with at least
     `per_letter` words for every first letter the tokenizer has: sae_bench's probes need every
     letter in the training split."""
@@ -128,6 +128,7 @@ def absorption_key(cfg: ExperimentConfig) -> dict:
         "hook": cfg.hook_name,
         "llm_dtype": cfg.llm_dtype,
         "vocab_size": a.vocab_size,
+        "min_words_per_letter": a.min_words_per_letter,
         "template": PROMPT_TEMPLATE,
         "icl_examples": ICL_EXAMPLES,
         "seed": cfg.seed,
@@ -141,7 +142,7 @@ def _build_probe(cfg: ExperimentConfig, lm: LanguageModel, out: Path) -> None:
 
     from .absorption_scoring import create_and_train_probe
 
-    vocab = whole_word_vocab(lm.tokenizer, cfg.absorption.vocab_size, cfg.seed)
+    vocab = whole_word_vocab(lm.tokenizer, cfg.absorption.vocab_size, cfg.seed, cfg.absorption.min_words_per_letter)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     create_and_train_probe(
@@ -238,7 +239,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
         metrics_df = scoring.feature_splits(scores, k_probes, a.max_k_value, a.f1_jump_threshold)
         calculator = FeatureAbsorptionCalculator(
             model=model,
-            icl_word_list=whole_word_vocab(lm.tokenizer, a.vocab_size, cfg.seed),
+            icl_word_list=whole_word_vocab(lm.tokenizer, a.vocab_size, cfg.seed, a.min_words_per_letter),
             max_icl_examples=ICL_EXAMPLES,
             base_template=PROMPT_TEMPLATE,
             answer_formatter=first_letter_formatter(),
@@ -322,6 +323,7 @@ def run_absorption_eval(sae, lm: LanguageModel, cfg: ExperimentConfig, probe_dir
             "letters_scored": sorted(qualified),
             "not_scored": not_scored,
             "vocab_words": len(calculator.icl_word_list),
+            "min_words_per_letter": a.min_words_per_letter,
             "k_sparse_probe_batch_size": batch_size,
             "probe_seed": probe_seed,
             "note": (
