@@ -155,7 +155,7 @@ def labelled_values(name: str) -> RunValues:
 
 
 @pytest.mark.parametrize("script, value_set, checked", [
-    ("feature_momentum.script.yaml", "fm_rerecorded", 2),
+    ("feature_momentum.script.yaml", "fm_recorded_1201", 2),
     ("orthogonal_sae.script.yaml", "orth_rerecorded", 2),
     ("toy_l1_sweep.script.yaml", "toy_recorded", 2),
 ])
