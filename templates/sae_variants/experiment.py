@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import saekit  # first: it sets up the environment sae_bench needs
-from sae_bench.custom_saes.base_sae import BaseSAE
+from saekit import BaseSAE  # sae_bench's BaseSAE interface, without its 7 s of transformer_lens imports
 
 # ---------------------------------------------------------------------------------------------
 # Hyper-parameters. Two baselines: "topk" (k largest latents per token, Gao et al. 2024) and
@@ -53,7 +53,7 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# The sparse autoencoder. sae_bench's BaseSAE gives the interface every evaluation expects:
+# The sparse autoencoder. BaseSAE gives sae_bench's interface, which every evaluation expects:
 # W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc, b_dec, encode / decode / forward, .cfg.
 # ---------------------------------------------------------------------------------------------
 class SAE(BaseSAE):

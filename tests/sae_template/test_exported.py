@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from saekit import load_config
-from saekit.exported import ENCODE_FILE, ExportedSAE, ExportError, save_for_evaluation
+from saekit.exported import ENCODE_FILE, ExportError, save_for_evaluation
+from saekit.exported_sae import ExportedSAE
 
 
 @pytest.fixture
@@ -85,3 +86,15 @@ def test_loading_needs_no_experiment_module(experiment, template_dir, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "(3, 2304)"
+
+
+def test_a_training_run_does_not_import_the_evaluation_stack(template_dir):
+    """experiment.py and saekit's training side must start without transformer_lens (and the
+    transformers / datasets / pandas it pulls in): about 7 s of every run, 2-3 runs per idea each."""
+    code = ("import sys, experiment, saekit\n"
+            "heavy = sorted(m for m in ('transformer_lens', 'transformers', 'datasets', 'pandas') if m in sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "assert issubclass(experiment.SAE, saekit.BaseSAE)\n"
+            "assert saekit.ExportedSAE.__name__ == 'ExportedSAE' and 'transformer_lens' in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=template_dir, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

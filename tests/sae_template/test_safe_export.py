@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from saekit import load_config
-from saekit.exported import DECODE_FILE, ENCODE_FILE, ExportedSAE, ExportError, save_for_evaluation
+from saekit.exported import DECODE_FILE, ENCODE_FILE, ExportError, save_for_evaluation
+from saekit.exported_sae import ExportedSAE
 from saekit.safe_export import UnsafeExport, load_program
 
 

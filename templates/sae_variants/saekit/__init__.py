@@ -51,12 +51,24 @@ from .evals import evaluate, prepare_absorption, prepare_sparse_probing  # noqa:
 from .evals.absorption import absorption_key  # noqa: E402
 from .evals.sparse_probing import dataset_key  # noqa: E402
 from .export import SaeLensExport, save_saelens  # noqa: E402
-from .exported import ExportedSAE, ExportError, export_or_exit, save_for_evaluation  # noqa: E402
+from .exported import ExportError, export_or_exit, save_for_evaluation  # noqa: E402
 from .lm import LanguageModel, load_language_model, load_tokenizer, special_token_ids  # noqa: E402
+from .sae_base import BaseSAE  # noqa: E402
 from .timing import LM_FORWARD  # noqa: E402
+
+
+def __getattr__(name: str):
+    # sae_bench's BaseSAE, under the evaluation's SAE class, imports transformer_lens: 7 s that a
+    # training run, which reads only the cached activations, would spend for nothing
+    if name == "ExportedSAE":
+        from .exported_sae import ExportedSAE
+
+        return ExportedSAE
+    raise AttributeError(f"module 'saekit' has no attribute {name!r}")
 
 __all__ = [
     "ActivationBatches",
+    "BaseSAE",
     "Bench",
     "ExperimentConfig",
     "ExportedSAE",

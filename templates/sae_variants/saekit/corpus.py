@@ -8,7 +8,9 @@ number of tokens asked for, and rows never cross a file boundary.
 from __future__ import annotations
 
 import hashlib
+import os
 import sysconfig
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +27,20 @@ def stdlib_root() -> Path:
 
 
 def stdlib_files(root: Path | None = None) -> list[Path]:
-    root = root or stdlib_root()
-    files = [
-        p
-        for p in root.rglob("*.py")
-        if not EXCLUDED_PARTS.intersection(p.relative_to(root).parts) and p.stat().st_size > 0
-    ]
-    return sorted(files)
+    return list(_stdlib_files(root or stdlib_root()))
+
+
+@lru_cache(maxsize=4)
+def _stdlib_files(root: Path) -> tuple[Path, ...]:
+    # Every cache key fingerprints this list, several times per process. Pruning the excluded
+    # folders while walking (the base interpreter's site-packages is among them) takes 0.02 s
+    # where rglob-then-filter took 0.6-1.5 s; the list is the same (symlinked folders are not
+    # entered by either).
+    files = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [d for d in subfolders if d not in EXCLUDED_PARTS]
+        files += [Path(folder) / n for n in names if n.endswith(".py") and n not in EXCLUDED_PARTS]
+    return tuple(sorted(p for p in files if p.stat().st_size > 0))
 
 
 def _unit(path: str, seed: int, salt: str) -> float:
@@ -52,8 +61,12 @@ def split_files(files: list[Path], root: Path, seed: int) -> dict[str, list[Path
 
 def corpus_fingerprint(seed: int) -> dict:
     root = stdlib_root()
-    files = stdlib_files(root)
-    return {"corpus": "python-stdlib", "files": file_fingerprint(files, root), "seed": seed}
+    return {"corpus": "python-stdlib", "files": _files_fingerprint(root), "seed": seed}
+
+
+@lru_cache(maxsize=4)
+def _files_fingerprint(root: Path) -> str:
+    return file_fingerprint(list(_stdlib_files(root)), root)
 
 
 def token_rows(tokenizer, split: str, n_rows: int, context_length: int, bos_id: int, seed: int) -> np.ndarray:

@@ -25,7 +25,8 @@ import torch  # noqa: E402
 from . import Bench, evaluate, load_config  # noqa: E402
 from .activations import core_eval_data  # noqa: E402
 from .evals import prepare_absorption, prepare_sparse_probing  # noqa: E402
-from .exported import ExportedSAE, ExportError  # noqa: E402
+from .exported import ExportError  # noqa: E402
+from .exported_sae import ExportedSAE  # noqa: E402
 from .lm import load_language_model  # noqa: E402
 from .timing import LM_FORWARD  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The trained SAE as the harness's evaluation sees it: encode and decode as exported graphs.
 
     saekit.save_for_evaluation(sae, out_dir / "sae", bench)   # experiment.py, after training
-    sae = ExportedSAE.load(run_dir / "sae", bench)            # saekit.evaluate_run, in the harness
+    sae = ExportedSAE.load(run_dir / "sae", bench)            # saekit.evaluate_run (exported_sae.py)
 
 The evaluation runs in a process that imports no Python file the agent wrote. What crosses over
 from the run is data only: `encode.pt2` and `decode.pt2`, written by torch.export (an ATen graph
@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import torch
-from sae_bench.custom_saes.base_sae import BaseSAE
 
 from .safe_export import UnsafeExport, load_program
 
@@ -66,7 +65,7 @@ def _export(sae: torch.nn.Module, name: str, example: torch.Tensor):
             f"batch size") from None
 
 
-def _load_graph(path: Path):
+def load_graph(path: Path):
     """The exported graph as a callable module, loaded only if it is tensor data and ATen ops."""
     try:
         return load_program(path).module()
@@ -93,7 +92,7 @@ def save_for_evaluation(sae, folder: str | Path, bench) -> Path:
                 "decode": _export(sae, "decode", f[:EXAMPLE_TOKENS].detach())}
     for name, file in (("encode", ENCODE_FILE), ("decode", DECODE_FILE)):
         torch.export.save(programs[name], str(folder / file))
-    enc, dec = _load_graph(folder / ENCODE_FILE), _load_graph(folder / DECODE_FILE)
+    enc, dec = load_graph(folder / ENCODE_FILE), load_graph(folder / DECODE_FILE)
     with torch.no_grad():
         f2 = enc(x)
         x_hat2 = dec(f)
@@ -118,71 +117,3 @@ def export_or_exit(sae, folder: str | Path, bench) -> Path:
     except ExportError as exc:
         print(str(exc), file=sys.stderr, flush=True)
         raise SystemExit(3) from None
-
-
-class ExportedSAE(BaseSAE):
-    """sae_bench's SAE interface over a run's exported encode / decode, for the evaluation."""
-
-    def __init__(self, folder: Path, bench):
-        info = json.loads((folder / INFO_FILE).read_text())
-        d_in, d_sae = int(info["d_in"]), int(info["d_sae"])
-        if d_in != bench.d_model:
-            raise ExportError(f"the exported SAE reads {d_in}-dimensional activations; the model's layer has "
-                              f"{bench.d_model}")
-        cfg = bench.cfg
-        super().__init__(d_in, d_sae, cfg.model, cfg.hook_layer, torch.device(cfg.device), torch.float32)
-        self.cfg.architecture = info.get("architecture", "custom")
-        self.cfg.architecture_str = self.cfg.architecture
-        self.cfg.context_size = cfg.context_length
-        # kept in a plain dict, not as submodules: an exported module refuses train()/eval(),
-        # which the evals call on the SAE (and it has no training mode to switch anyway)
-        self._graphs = {"encode": _load_graph(folder / ENCODE_FILE), "decode": _load_graph(folder / DECODE_FILE)}
-        with torch.no_grad():
-            zero = torch.zeros(2, d_sae)
-            b_dec = self._graphs["decode"](zero)[0]
-            rows = []
-            for start in range(0, d_sae, DERIVE_CHUNK):
-                eye = torch.eye(d_sae)[start : start + DERIVE_CHUNK]
-                if len(eye) < 2:
-                    eye = torch.cat([eye, torch.zeros(1, d_sae)])[: max(2, len(eye))]
-                rows.append(self._graphs["decode"](eye)[: min(DERIVE_CHUNK, d_sae - start)] - b_dec)
-            self.W_dec.data = torch.cat(rows)
-            self.b_dec.data = b_dec
-            self.W_enc.data, self.b_enc.data = self._encoder_weights(folder, d_in, d_sae)
-
-    def _encoder_weights(self, folder: Path, d_in: int, d_sae: int) -> tuple[torch.Tensor, torch.Tensor]:
-        weights = folder / "sae_weights.safetensors"
-        if weights.is_file():
-            from safetensors.torch import load_file
-
-            w = load_file(str(weights))
-            if tuple(w.get("W_enc", torch.empty(0)).shape) == (d_in, d_sae) and "b_enc" in w:
-                return w["W_enc"].float(), w["b_enc"].float()
-        return self.W_dec.data.T.clone(), torch.zeros(d_sae)
-
-    @classmethod
-    def load(cls, folder: str | Path, bench) -> ExportedSAE:
-        folder = Path(folder)
-        missing = [n for n in (ENCODE_FILE, DECODE_FILE, INFO_FILE) if not (folder / n).is_file()]
-        if missing:
-            raise ExportError(f"{folder} has no {missing[0]}: experiment.py must call "
-                              f"saekit.save_for_evaluation(sae, out / 'sae', bench) after training")
-        return cls(folder, bench)
-
-    def _flat(self, fn, x: torch.Tensor, width: int) -> torch.Tensor:
-        """The graphs take [batch, d]; evals pass [batch, seq, d] too, and batches of one."""
-        lead = x.shape[:-1]
-        flat = x.reshape(-1, x.shape[-1]).float()
-        n = len(flat)
-        if n < 2:  # torch.export specialises sizes 0 and 1, so the graph wants at least two rows
-            flat = torch.cat([flat, torch.zeros(2 - n, flat.shape[-1], dtype=flat.dtype)])
-        return fn(flat)[:n].reshape(*lead, width).to(x.dtype)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._flat(self._graphs["encode"], x, self.cfg.d_sae)
-
-    def decode(self, feature_acts: torch.Tensor) -> torch.Tensor:
-        return self._flat(self._graphs["decode"], feature_acts, self.cfg.d_in)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))

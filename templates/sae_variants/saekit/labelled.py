@@ -72,15 +72,23 @@ def _source_lines(paths: list[Path]) -> list[str]:
     return out
 
 
-def _code_language_sources() -> dict[str, list[Path]]:
+CODE_LANGUAGES = ("python", "cpp", "cmake", "cython", "r")
+
+
+@lru_cache(maxsize=None)
+def _code_files(lang: str) -> tuple[Path, ...]:
+    """One language's source files. Per language because text_kind needs only the C++ headers, and
+    each of the others walks all of site-packages (about a second each)."""
     site = _site_packages()
-    return {
-        "python": stdlib_files(),
-        "cpp": sorted((site / "torch" / "include").rglob("*.h")),
-        "cmake": sorted(site.rglob("*.cmake")),
-        "cython": sorted(site.rglob("*.pyx")),
-        "r": sorted(site.rglob("*.R")),
-    }
+    if lang == "python":
+        return tuple(stdlib_files())
+    if lang == "cpp":
+        return tuple(sorted((site / "torch" / "include").rglob("*.h")))
+    return tuple(sorted(site.rglob({"cmake": "*.cmake", "cython": "*.pyx", "r": "*.R"}[lang])))
+
+
+def _code_language_sources() -> dict[str, list[Path]]:
+    return {lang: list(_code_files(lang)) for lang in CODE_LANGUAGES}
 
 
 def code_language_texts(seed: int, n: int) -> dict[str, list[str]]:
@@ -241,7 +249,7 @@ def text_kind_texts(seed: int, n: int) -> dict[str, list[str]]:
     return {
         "python": list(kinds["code"]),
         "prose": _prose_paragraphs(),
-        "cpp": _source_lines(_code_language_sources()["cpp"]),
+        "cpp": _source_lines(list(_code_files("cpp"))),
         "words": [" ".join(rng.sample(words, 8)) for _ in range(n)],
         "comment": list(kinds["comment"]),
     }
@@ -260,7 +268,7 @@ def _word_list_paths() -> list[Path]:
 TASKS: dict[str, ProbingTask] = {
     "line_kind": ProbingTask(line_kind_texts, stdlib_files),
     "text_kind": ProbingTask(
-        text_kind_texts, lambda: stdlib_files() + _code_language_sources()["cpp"] + _word_list_paths()
+        text_kind_texts, lambda: stdlib_files() + list(_code_files("cpp")) + _word_list_paths()
     ),
     "letter_case": ProbingTask(letter_case_texts, _word_list_paths),
     "numerals": ProbingTask(numerals_texts, _word_list_paths),
@@ -307,9 +315,16 @@ def build(name: str, seed: int, n_train: int, n_test: int) -> dict[str, dict[str
 def fingerprint(name: str) -> str:
     """Identity of a task: its source files (names and sizes) and the code that makes its texts,
     so that changing what a task is also changes the cache key of its probing set."""
-    from .cache import file_fingerprint
-
     check_names([name])
-    files = file_fingerprint([p.resolve() for p in TASKS[name].sources()], Path("/"))
+    files = _files_fingerprint(tuple(TASKS[name].sources()))
     code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
     return f"{files}:{code}"
+
+
+@lru_cache(maxsize=16)
+def _files_fingerprint(paths: tuple[Path, ...]) -> str:
+    # text_kind reads ~10k C++ headers: resolving and sizing them takes about a second, and every
+    # process asks for the key more than once
+    from .cache import file_fingerprint
+
+    return file_fingerprint([p.resolve() for p in paths], Path("/"))
