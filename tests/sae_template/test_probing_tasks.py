@@ -140,3 +140,20 @@ def test_probing_cache_key_changes_when_a_task_changes(tmp_path, monkeypatch):
     task = labelled.TASKS["letter_case"]
     monkeypatch.setitem(labelled.TASKS, "letter_case", labelled.ProbingTask(task.texts, lambda: [words]))
     assert dataset_key(cfg, "letter_case") != before
+
+
+def test_probing_cache_key_is_the_same_in_two_clones(tmp_path, monkeypatch):
+    """Source files are named relative to site-packages, so two venvs holding the same packages
+    (two clones of the project) share the probing sets instead of building one each."""
+    fingerprints = []
+    for clone in ("a", "b"):
+        site = tmp_path / clone / "site-packages"
+        (site / "torch" / "include").mkdir(parents=True)
+        for name, text in (("x.h", "int x;\n"), ("y.h", "int yy;\n")):
+            (site / "torch" / "include" / name).write_text(text)
+        monkeypatch.setattr(labelled, "_site_packages", lambda site=site: site)
+        fingerprints.append(labelled._files_fingerprint(tuple(sorted((site / "torch").rglob("*.h")))))
+    assert fingerprints[0] == fingerprints[1]
+    (site / "torch" / "include" / "y.h").write_text("int changed_size;\n")
+    labelled._files_fingerprint.cache_clear()  # a process computes it once; a new one sees the change
+    assert labelled._files_fingerprint(tuple(sorted((site / "torch").rglob("*.h")))) != fingerprints[0]

@@ -323,8 +323,18 @@ def fingerprint(name: str) -> str:
 
 @lru_cache(maxsize=16)
 def _files_fingerprint(paths: tuple[Path, ...]) -> str:
-    # text_kind reads ~10k C++ headers: resolving and sizing them takes about a second, and every
-    # process asks for the key more than once
-    from .cache import file_fingerprint
-
-    return file_fingerprint([p.resolve() for p in paths], Path("/"))
+    """Names and sizes of a task's source files. Names are taken relative to site-packages or
+    the standard library where they lie there, so that two clones (two venvs) of the same
+    packages share a cache entry. Cached: text_kind reads ~10k C++ headers, about a second to
+    size, and every process asks for the key more than once."""
+    roots = ((Path(_site_packages()).resolve(), "site-packages"), (stdlib_root().resolve(), "stdlib"))
+    named = []
+    for p in paths:
+        real = p.resolve()
+        name = str(real)
+        for root, tag in roots:
+            if real.is_relative_to(root):
+                name = f"{tag}/{real.relative_to(root)}"
+                break
+        named.append(f"{name}:{real.stat().st_size}\n")
+    return hashlib.sha256("".join(sorted(named)).encode()).hexdigest()[:16]
