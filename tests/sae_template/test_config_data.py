@@ -36,6 +36,7 @@ def test_workspace_copy_wins_over_template_copy(tmp_path, monkeypatch, template_
         ("sparse_probing:\n  enabled: 1\n", "sparse_probing.enabled must be true or false"),
         ("model: gpt-5\n", "model 'gpt-5' is not one of"),
         ("sparse_probing:\n  k_values: [1, two]\n", r"k_values\[1\] must be an integer"),
+        ("absorption:\n  vocab_size: 1000\n", r"min_words_per_letter 60 x 26 letters is more than vocab_size 1000"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, text, message):

@@ -111,6 +111,12 @@ class ExperimentConfig:
                 f"{CONFIG_NAME}: absorption.vocab_size must be >= 0 (0 = whole vocabulary), "
                 "min_letters, min_words_per_letter and k_sparse_probe_steps_per_epoch >= 1"
             )
+        if a.vocab_size and 26 * a.min_words_per_letter > a.vocab_size:
+            # the per-letter floor is kept first, so the sample would silently outgrow vocab_size
+            raise ValueError(
+                f"{CONFIG_NAME}: absorption.min_words_per_letter {a.min_words_per_letter} x 26 letters is more "
+                f"than vocab_size {a.vocab_size}; lower min_words_per_letter or raise vocab_size (0 = all words)"
+            )
         if a.min_letters > 26:
             raise ValueError(f"{CONFIG_NAME}: absorption.min_letters is {a.min_letters}, but there are 26 letters")
         for name in ("llm_dtype", "activation_dtype"):
