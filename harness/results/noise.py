@@ -240,6 +240,6 @@ def noise_table(spec: TemplateSpec, current: RunSummary, history: list[RunSummar
         band = noise.band(m.name)
         band_txt = "-" if band is None else f"±{_fmt(band)}"
         rows.append(f"{m.label:<{width}}  {arrow:^6}  {_fmt(v):<10} {base_txt:<22} {band_txt:<11} {delta:<24} {best_txt}")
-    # the band in its own column, not a line repeating every label: ~100 fewer prompt tokens a turn
+    # the band in its own column, not a line repeating every label (~25 fewer prompt tokens a turn)
     rows.append("noise band: 2 × the larger of the baseline seeds' std and the metric's stderr")
     return "\n".join(rows)

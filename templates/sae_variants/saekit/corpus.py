@@ -61,11 +61,11 @@ def split_files(files: list[Path], root: Path, seed: int) -> dict[str, list[Path
 
 def corpus_fingerprint(seed: int) -> dict:
     root = stdlib_root()
-    return {"corpus": "python-stdlib", "files": _files_fingerprint(root), "seed": seed}
+    return {"corpus": "python-stdlib", "files": _stdlib_fingerprint(root), "seed": seed}
 
 
 @lru_cache(maxsize=4)
-def _files_fingerprint(root: Path) -> str:
+def _stdlib_fingerprint(root: Path) -> str:
     return file_fingerprint(list(_stdlib_files(root)), root)
 
 

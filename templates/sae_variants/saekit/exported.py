@@ -33,7 +33,6 @@ CHECK_TOKENS = 64
 # the loaded graph against the module it came from, on the same tokens: float32 rounding of the
 # same ops stays far below this share of the largest activation entry
 CHECK_RTOL = 1e-4
-DERIVE_CHUNK = 512
 
 
 class ExportError(Exception):

@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 from sae_bench.custom_saes.base_sae import BaseSAE
 
-from .exported import DECODE_FILE, DERIVE_CHUNK, ENCODE_FILE, INFO_FILE, ExportError, load_graph
+from .exported import DECODE_FILE, ENCODE_FILE, INFO_FILE, ExportError, load_graph
+
+DERIVE_CHUNK = 512  # unit latents decoded at once to derive W_dec
 
 
 class ExportedSAE(BaseSAE):
