@@ -5,7 +5,7 @@ and pandas) for one helper that loads a model from the hub: about 7 s of every t
 which never needs them. This class gives what the evals and the exports read of an SAE:
 W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc, b_dec, .device, .dtype, a sae_bench
 CustomSAEConfig as .cfg, and abstract encode / decode / forward. The harness's evaluation
-process, which loads the language model anyway, keeps sae_bench's class (saekit/exported.py).
+process, which loads the language model anyway, keeps sae_bench's class (saekit/exported_sae.py).
 """
 
 from __future__ import annotations
