@@ -136,8 +136,16 @@ def slot_pool(batch_dir: Path, devices: list[str], name: str, args: argparse.Nam
         from harness.batch.ray_slots import RaySlotPool
 
         pool = RaySlotPool(args.ray_address or "auto", args.slot_actor, name, devices, lease=args.slot_lease)
-        pool.connect()
-        _install_handlers()  # ray.init put its own SIGTERM handler in place of ours
+        # ray.init puts its own SIGTERM handler (sys.exit) in place of ours. A stop that
+        # arrived meanwhile would end the worker without its own stop, so it is held back
+        # until our handlers are back, then delivered to them.
+        stops = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            pool.connect()
+            _install_handlers()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
         return pool
     return FileSlotPool(batch_dir / "slots", devices, name, log=batch_dir / HOLDS_LOG)
 
