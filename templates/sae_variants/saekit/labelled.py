@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import os
 import random
 import sysconfig
 import tokenize
@@ -325,16 +326,26 @@ def fingerprint(name: str) -> str:
 def _files_fingerprint(paths: tuple[Path, ...]) -> str:
     """Names and sizes of a task's source files. Names are taken relative to site-packages or
     the standard library where they lie there, so that two clones (two venvs) of the same
-    packages share a cache entry. Cached: text_kind reads ~10k C++ headers, about a second to
-    size, and every process asks for the key more than once."""
-    roots = ((Path(_site_packages()).resolve(), "site-packages"), (stdlib_root().resolve(), "stdlib"))
-    named = []
-    for p in paths:
-        real = p.resolve()
-        name = str(real)
+    packages share a cache entry. Cached: text_kind reads ~10k C++ headers, and every process
+    asks for the key more than once. Each folder is resolved once (286 for text_kind's 10k
+    files), with plain strings: resolving every file through pathlib took 0.7 s of each run's start."""
+    roots = [(os.fspath(Path(_site_packages()).resolve()), "site-packages"), (os.fspath(stdlib_root().resolve()), "stdlib")]
+
+    def portable(real: str) -> str:
         for root, tag in roots:
-            if real.is_relative_to(root):
-                name = f"{tag}/{real.relative_to(root)}"
-                break
-        named.append(f"{name}:{real.stat().st_size}\n")
+            if real == root or real.startswith(root + os.sep):
+                return tag + real[len(root):]
+        return real
+
+    folders: dict[str, str] = {}
+    named = []
+    for p in map(os.fspath, paths):
+        folder, name = os.path.split(p)
+        if os.path.islink(p):
+            full = portable(os.path.realpath(p))
+        else:
+            if folder not in folders:
+                folders[folder] = portable(os.path.realpath(folder))
+            full = f"{folders[folder]}/{name}"
+        named.append(f"{full}:{os.stat(p).st_size}\n")
     return hashlib.sha256("".join(sorted(named)).encode()).hexdigest()[:16]
