@@ -8,6 +8,7 @@ everything done so far kept in its workspace for `--resume`.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -146,6 +147,10 @@ def run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # A shell script that starts the harness with `&` hands it SIGINT ignored, and Python then
+    # never raises KeyboardInterrupt: `kill -INT` (what Ctrl-C sends) would be lost. The stop
+    # below is the clean one, so take the signal back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run(argv)
     except UserError as exc:

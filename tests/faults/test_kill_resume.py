@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 
 import pytest
@@ -166,3 +167,26 @@ def test_sigkill_during_a_writeup_turn_then_resume(harness, intact, tmp_path):
     assert r.state()["stages"]["writeup"] == "done" and (ws / "paper.pdf").read_bytes()[:5] == b"%PDF-"
     assert r"\title{A Stronger L1 Penalty}" in (ws / "latex" / "template.tex").read_text()
     intact(ws, before)
+
+
+@pytest.mark.fault("SIGINT to a harness started with SIGINT ignored, then --resume")
+def test_ctrl_c_reaches_a_harness_started_in_the_background_by_a_script(harness, intact):
+    # `python run_harness.py ... &` in a shell script starts it with SIGINT ignored
+    slow = edit("experiment.py", "    cfg = Config()", "    cfg = Config()\n    time.sleep(6)")
+    llm = harness.serve([slow, {"expect": "Run 1 finished", "reply": "ALL_COMPLETED"}])
+    proc = subprocess.Popen(harness.args("--idea", str(harness.idea_path)), cwd=harness.tmp, env=harness.env(),
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert wait_for(lambda: harness.workspace() and (harness.workspace() / "run_1").exists())
+    ws = harness.workspace()
+    assert wait_for(lambda: harness.state()["experiments"]["pending_pgid"])
+    pgid = harness.state()["experiments"]["pending_pgid"]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "interrupted; continue with --resume" in err and "Traceback" not in err
+    assert wait_for(lambda: _dead(pgid), 10)  # the run in flight went with it
+    r = harness.run("--resume", str(ws))
+    assert r.returncode == 0, r.stderr
+    assert llm.remaining == 0 and sorted(t.name for t in r.repo().tags) == ["run_0", "run_1"]
+    intact(ws)
