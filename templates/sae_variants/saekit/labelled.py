@@ -329,7 +329,7 @@ def _files_fingerprint(paths: tuple[Path, ...]) -> str:
     packages share a cache entry. Cached: text_kind reads ~10k C++ headers, and every process
     asks for the key more than once. Each folder is resolved once (286 for text_kind's 10k
     files), with plain strings: resolving every file through pathlib took 0.7 s of each run's start."""
-    roots = [(os.fspath(Path(_site_packages()).resolve()), "site-packages"), (os.fspath(stdlib_root().resolve()), "stdlib")]
+    roots = [(os.path.realpath(_site_packages()), "site-packages"), (os.path.realpath(stdlib_root()), "stdlib")]
 
     def portable(real: str) -> str:
         for root, tag in roots:
