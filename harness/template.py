@@ -144,12 +144,14 @@ class TemplateSpec:
         """The interpreter experiments run with (never the harness's own)."""
         return envs_dir() / self.python_env / "bin" / "python"
 
-    def baseline_key(self, root: Path | None = None) -> str:
+    def baseline_key(self, root: Path | None = None, execution: str = "") -> str:
         """Hash of everything run_0 depends on, so a cached baseline is reused only when valid.
-        `root`: a workspace, whose settings file may differ from the template's."""
+        `root`: a workspace, whose settings file may differ from the template's; `execution`:
+        how the runs will execute (numerics.signature)."""
         root = root or self.root
         h = hashlib.sha256()
         h.update(self.name.encode())
+        h.update(execution.encode())
         stamp = envs_dir() / self.python_env / ".stamp"
         if stamp.exists():
             h.update(stamp.read_bytes())

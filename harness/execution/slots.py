@@ -42,9 +42,11 @@ class Slot:
 def cpu_threads(devices: list[str]) -> int:
     """Threads for each CPU slot: the machine's cores shared out between the CPU slots. Two
     torch trainers with 2 threads each on 2 cores made 8.0k tokens/s each; with 1 thread each,
-    13-14k each (bench/slot_threads.py). A GPU slot's process keeps the default."""
+    13-14k each (bench/slot_threads.py). A lone CPU slot, like a GPU slot, keeps the libraries'
+    default (0), which is what an idea run outside a batch gets: the thread count changes a run's
+    last digits (execution/numerics.py), so the two then share one baseline."""
     n_cpu = sum(1 for d in devices if d == "cpu")
-    return max(1, (os.cpu_count() or 1) // n_cpu) if n_cpu else 0
+    return max(1, (os.cpu_count() or 1) // n_cpu) if n_cpu > 1 else 0
 
 
 @dataclass

@@ -4,9 +4,10 @@ With seeds (config `seeds`, template `seed_arg`) the baseline also runs seeds 1.
 run_0_seed<s>/, each cached under its own entry beside run_0's, and writes noise.json:
 the spread every later comparison is judged against (results/noise.py).
 
-The cache key hashes the template files the baseline depends on and the experiment
-environment's stamp, so a changed template or environment recomputes it and nobody has
-to precompute baselines by hand.
+The cache key hashes the template files the baseline depends on, the experiment
+environment's stamp and what decides the runs' last digits (the CPU's vector units and the
+thread count, execution/numerics.py), so a changed template, environment or thread setting
+recomputes it and nobody has to precompute baselines by hand.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from harness.agent.masking import mask_secrets
 from harness.errors import IdeaStopped
+from harness.execution import numerics
 from harness.execution.runs import run_experiment, set_aside
 from harness.records.run_meta import RunMeta, read_meta, write_meta
 from harness.records.state import RunRecord
@@ -33,7 +35,8 @@ cache lives outside every workspace), put back under .harness/ when the entry is
 
 
 def cache_dir(ctx: IdeaContext) -> Path:
-    return ctx.cfg.workspace_root.resolve() / ".baseline_cache" / f"{ctx.spec.name}_{ctx.spec.baseline_key(ctx.path)}"
+    key = ctx.spec.baseline_key(ctx.path, numerics.signature(ctx.slots))
+    return ctx.cfg.workspace_root.resolve() / ".baseline_cache" / f"{ctx.spec.name}_{key}"
 
 
 @contextlib.contextmanager
@@ -143,7 +146,8 @@ def _baseline(ctx: IdeaContext, cached: Path) -> None:
     else:
         if set_aside(ctx.path, 0, "interrupted"):  # a harness killed while run_0 ran
             ctx.say("baseline", "run_0 was interrupted by a harness restart; kept for review, running it again")
-        ctx.say("baseline", f"computing run_0 (cached afterwards; timeout {ctx.run_timeout} s)")
+        ctx.say("baseline", f"computing run_0 (cached afterwards for {numerics.signature(ctx.slots)}; "
+                            f"timeout {ctx.run_timeout} s)")
         # run_0 is the unmodified template: the one run trusted to build the shared cache
         outcome = run_experiment(ctx.path, ctx.spec, 0, ctx.run_timeout, ctx.ws.head(), sandbox=ctx.sandbox,
                                  on_start=ctx.child_started, slots=ctx.slots, cache_writable=True,

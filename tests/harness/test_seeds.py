@@ -72,6 +72,13 @@ def test_baseline_seeds_are_computed_once_then_cached_and_give_mean_and_std(harn
     assert "computing" not in again.stdout
     assert json.loads((ws2 / "noise.json").read_text())["runs"] == noise["runs"]
 
+    # another thread count moves a run's last digits like another seed: that baseline is computed anew
+    harness.extra_env["OMP_NUM_THREADS"] = "3"
+    third = harness.run("--idea", str(harness.idea_path), "--seeds", "1", "--stop-after", "baseline")
+    assert third.returncode == 0, third.stderr
+    assert "computing run_0 (cached afterwards for threads 3; cpu " in third.stdout
+    assert "from cache" not in third.stdout
+
 
 def test_feedback_says_within_noise_and_the_best_run_is_confirmed_from_its_own_commit(harness):
     llm = harness.serve([

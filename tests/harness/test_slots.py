@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from harness.batch.slots import FileSlotPool, slot_devices
+from harness.execution import numerics
 from harness.execution.process import run_process
 from harness.execution.slots import read_holds
 
@@ -94,10 +95,28 @@ def test_cpu_slots_share_the_cores_out(tmp_path, monkeypatch):
                       slots=pool, slot_label="run_1")
     half = str(max(1, os.cpu_count() // 2))
     assert res.ok and (tmp_path / "out").read_text().split() == [half, half]
+    assert numerics.run_threads(pool) == half
+    # one CPU slot keeps the libraries' default, as a lone idea does: the two share a baseline
+    lone = FileSlotPool(tmp_path / "lone", ["cpu"], "idea")
+    run_process([sys.executable, "-c", code], tmp_path, tmp_path / "out", tmp_path / "err", 30,
+                slots=lone, slot_label="run_1")
+    assert (tmp_path / "out").read_text().split() == ["None", "None"]
+    assert numerics.signature(lone) == numerics.signature(None) != numerics.signature(pool)
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting is left alone
     run_process([sys.executable, "-c", code], tmp_path, tmp_path / "out", tmp_path / "err", 30,
                 slots=pool, slot_label="run_2")
     assert (tmp_path / "out").read_text().split() == ["7", "None"]
+    assert numerics.run_threads(pool) == numerics.run_threads(None) == "7"
+
+
+def test_vector_units_name_the_kernels_a_cpu_selects(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16 rdrand\n\n"
+                    "processor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16 rdrand\n")
+    assert numerics.vector_units(info) == "avx avx2 fma avx512f avx512_bf16"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert numerics.vector_units(info) == "avx avx2 fma"
+    assert numerics.vector_units(tmp_path / "missing") == "unknown"
 
 
 def test_slot_devices(monkeypatch):
