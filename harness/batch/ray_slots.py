@@ -22,7 +22,7 @@ from typing import Iterator
 
 import ray
 
-from harness.execution.slots import Hold, Slot, cpu_threads
+from harness.execution.slots import Hold, Slot
 
 NAMESPACE = "sae-harness"
 NODE_ENV = "HARNESS_RAY_NODE"
@@ -139,6 +139,6 @@ class RaySlotPool:
         index, device = ray.get(actor.acquire.remote(self.lease, self.holder, self._node, self.devices, label,
                                                      time.time()))
         try:
-            yield Slot(index, device, threads=cpu_threads(self.devices) if device == "cpu" else 0)
+            yield Slot.of_pool(index, self.devices)
         finally:
             ray.get(actor.release.remote(self.lease, self._node, index))

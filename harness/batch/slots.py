@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from harness.execution.slots import Hold, Slot, append_hold, cpu_threads
+from harness.execution.slots import Hold, Slot, append_hold
 
 STOP_MARKER = "STOP"
 """Written into the slots folder when the batch is being stopped: no new process starts."""
@@ -74,8 +74,7 @@ class FileSlotPool:
         os.pwrite(fd, json.dumps({"holder": self.holder, "label": label, "pid": os.getpid(),
                                   "since": acquired}).encode(), 0)
         try:
-            device = self.devices[index]
-            yield Slot(index, device, threads=cpu_threads(self.devices) if device == "cpu" else 0)
+            yield Slot.of_pool(index, self.devices)
         finally:
             os.ftruncate(fd, 0)
             released = time.time()  # before the unlock: the next holder's "acquired" must not precede it

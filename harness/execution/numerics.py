@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.execution.slots import SlotPool, cpu_threads
+from harness.execution.slots import Slot, SlotPool
 
 # The CPU features that select different matmul and reduction kernels (oneDNN / MKL / sleef).
 VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16",
@@ -37,14 +37,13 @@ def vector_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
 
 
 def run_threads(pool: SlotPool | None) -> str:
-    """The thread count a run will get, by the same rule as Slot.env: the user's OMP_NUM_THREADS
-    (or the one Ray gave this worker) wins, then the batch's share of the cores, then torch's own
-    default for this machine."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return os.environ["OMP_NUM_THREADS"]
+    """The thread count a run will get, read from the environment a CPU slot of `pool` gives it
+    (Slot.env): the user's OMP_NUM_THREADS (or the one Ray gave this worker) wins, then the
+    batch's share of the cores, then torch's own default for this machine."""
     devices = getattr(pool, "devices", None) or []
-    share = cpu_threads(devices) if "cpu" in devices else 0
-    return str(share) if share else f"default of {len(os.sched_getaffinity(0))} CPUs"
+    slot_env = Slot.of_pool(devices.index("cpu"), devices).env() if "cpu" in devices else {}
+    return (slot_env.get("OMP_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+            or f"default of {len(os.sched_getaffinity(0))} CPUs")
 
 
 def signature(pool: SlotPool | None) -> str:

@@ -38,6 +38,12 @@ class Slot:
     def describe(self) -> str:
         return f"{self.device} (slot {self.index})"
 
+    @classmethod
+    def of_pool(cls, index: int, devices: list[str]) -> "Slot":
+        """Slot `index` of a pool of `devices`, with its CPU threads (what every pool hands out)."""
+        device = devices[index]
+        return cls(index, device, threads=cpu_threads(devices) if device == "cpu" else 0)
+
 
 def cpu_threads(devices: list[str]) -> int:
     """Threads for each CPU slot: the machine's cores shared out between the CPU slots. Two
