@@ -216,16 +216,22 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
+def _fmt2(v: float | None) -> str:
+    """A spread to two significant digits: the third is itself noise, and costs prompt tokens."""
+    return "-" if v is None else f"{v:.2g}"
+
+
 def noise_table(spec: TemplateSpec, current: RunSummary, history: list[RunSummary], info: dict,
                 noise: Noise) -> str:
     """The agent's table when the baseline has a spread: the run against the baseline mean ±
-    std, its difference from the mean, and whether that difference is inside the band."""
-    metrics = headline_metrics(spec, info)
+    std, its difference from the mean, and whether that difference is inside the band. A
+    Markdown table, not padded columns: the padding of the longest label cost ~50 prompt tokens
+    a turn."""
     base = noise.baseline
-    width = max([len(m.label) for m in metrics] + [6])
     head = f"run_0 ({len(base.seeds) if base else 0} seeds)"
-    rows = [f"{'metric':<{width}}  better  run_{current.run:<6} {head:<22} {'noise band':<11} {'Δ vs mean':<24} best (run)"]
-    for m in metrics:
+    rows = [f"| metric | better | run_{current.run} | {head} | noise band | Δ vs mean | best (run) |",
+            "|---|---|---|---|---|---|---|"]
+    for m in headline_metrics(spec, info):
         arrow = "↑" if m.better == "higher" else "↓"
         v = current.values.get(m.name)
         spread = base.metrics.get(m.name) if base else None
@@ -236,10 +242,10 @@ def noise_table(spec: TemplateSpec, current: RunSummary, history: list[RunSummar
                 f"{v - spread.mean:+.3g}" + {True: " within noise", False: " beyond noise", None: ""}[within]
         best = best_so_far(spec, history, m)
         best_txt = f"{_fmt(best[0])} (run_{best[1]})" if best else "-"
-        base_txt = spread.text(_fmt) if spread else "-"
+        base_txt = "-" if spread is None else _fmt(spread.mean) if spread.std is None else \
+            f"{_fmt(spread.mean)} ± {_fmt2(spread.std)}"
         band = noise.band(m.name)
-        band_txt = "-" if band is None else f"±{_fmt(band)}"
-        rows.append(f"{m.label:<{width}}  {arrow:^6}  {_fmt(v):<10} {base_txt:<22} {band_txt:<11} {delta:<24} {best_txt}")
-    # the band in its own column, not a line repeating every label (~25 fewer prompt tokens a turn)
+        band_txt = "-" if band is None else f"±{_fmt2(band)}"
+        rows.append(f"| {m.label} | {arrow} | {_fmt(v)} | {base_txt} | {band_txt} | {delta} | {best_txt} |")
     rows.append("noise band: 2 × the larger of the baseline seeds' std and the metric's stderr")
     return "\n".join(rows)
