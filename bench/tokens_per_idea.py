@@ -10,8 +10,10 @@ transcript's figure (its aider "Tokens: N sent" lines, summed).
 
     .venvs/harness/bin/python bench/tokens_per_idea.py [--part all|idea|ideation]
 
-Token counts are the scripted server's (characters / 4 over every message sent, aider's
-system prompt and file contents included), so they approximate what a real model bills.
+Token counts are aider's: with streaming (the default) it counts every message it sends, its
+system prompt and the files' contents included, with litellm's tokenizer (its default one for
+a model it does not know), close to what an OpenAI model bills. Without streaming they are the scripted
+server's (characters / 4).
 """
 
 from __future__ import annotations

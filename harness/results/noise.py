@@ -224,14 +224,15 @@ def _fmt2(v: float | None) -> str:
 def noise_table(spec: TemplateSpec, current: RunSummary, history: list[RunSummary], info: dict,
                 noise: Noise) -> str:
     """The agent's table when the baseline has a spread: the run against the baseline mean ±
-    std, its difference from the mean, and whether that difference is inside the band. A
-    Markdown table, not padded columns: the padding of the longest label cost ~50 prompt tokens
-    a turn."""
+    std, its difference from the mean, and whether that difference is inside the band. Spreads
+    and differences to two significant digits, and no column for the band (the verdict and the
+    std carry it): each number costs 3-5 prompt tokens, and the table is most of a turn's own text."""
+    metrics = headline_metrics(spec, info)
     base = noise.baseline
+    width = max([len(m.label) for m in metrics] + [6])
     head = f"run_0 ({len(base.seeds) if base else 0} seeds)"
-    rows = [f"| metric | better | run_{current.run} | {head} | noise band | Δ vs mean | best (run) |",
-            "|---|---|---|---|---|---|---|"]
-    for m in headline_metrics(spec, info):
+    rows = [f"{'metric':<{width}}  better  run_{current.run:<6} {head:<18} {'Δ vs mean':<21} best (run)"]
+    for m in metrics:
         arrow = "↑" if m.better == "higher" else "↓"
         v = current.values.get(m.name)
         spread = base.metrics.get(m.name) if base else None
@@ -239,13 +240,12 @@ def noise_table(spec: TemplateSpec, current: RunSummary, history: list[RunSummar
         if current.run != 0 and v is not None and spread is not None:
             within = noise.within(m.name, v, spread.mean)
             delta = "no change" if v == spread.mean else \
-                f"{v - spread.mean:+.3g}" + {True: " within noise", False: " beyond noise", None: ""}[within]
+                f"{v - spread.mean:+.2g}" + {True: " within noise", False: " beyond noise", None: ""}[within]
         best = best_so_far(spec, history, m)
         best_txt = f"{_fmt(best[0])} (run_{best[1]})" if best else "-"
         base_txt = "-" if spread is None else _fmt(spread.mean) if spread.std is None else \
             f"{_fmt(spread.mean)} ± {_fmt2(spread.std)}"
-        band = noise.band(m.name)
-        band_txt = "-" if band is None else f"±{_fmt2(band)}"
-        rows.append(f"| {m.label} | {arrow} | {_fmt(v)} | {base_txt} | {band_txt} | {delta} | {best_txt} |")
-    rows.append("noise band: 2 × the larger of the baseline seeds' std and the metric's stderr")
+        rows.append(f"{m.label:<{width}}  {arrow:^6}  {_fmt(v):<10} {base_txt:<18} {delta:<21} {best_txt}")
+    rows.append("within noise: |Δ| < 2 × the larger of the baseline seeds' std and the metric's stderr "
+                "(the noise band)")
     return "\n".join(rows)

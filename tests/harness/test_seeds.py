@@ -36,8 +36,7 @@ def _config(folder: Path) -> dict:
 
 
 def _line(prompt: str, label: str) -> str:
-    """The feedback table's row of that metric (a Markdown row: '| label | ...')."""
-    return next(ln for ln in prompt.splitlines() if ln.startswith(f"| {label}"))
+    return next(ln for ln in prompt.splitlines() if ln.startswith(label))
 
 
 def test_baseline_seeds_are_computed_once_then_cached_and_give_mean_and_std(harness):
