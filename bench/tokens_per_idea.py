@@ -8,7 +8,11 @@ latexmk, then prints the prompt tokens of every
 model call from the workspace's chat.jsonl, per stage and in total, beside the reference
 transcript's figure (its aider "Tokens: N sent" lines, summed).
 
-    .venvs/harness/bin/python bench/tokens_per_idea.py [--part all|idea|ideation]
+    .venvs/harness/bin/python bench/tokens_per_idea.py [--part all|idea|ideation|experiments] [--runs 5]
+
+`--part experiments` replays the experiments stage alone for an idea of --runs runs (each reply
+changes l1_coeff and adds a section to notes.txt, as the prompt asks) and prints the prompt
+tokens of every turn, which should stay flat: only notes.txt, written by the agent, may grow.
 
 Token counts are aider's: with streaming (the default) it counts every message it sends, its
 system prompt and the files' contents included, with litellm's tokenizer (its default one for
@@ -34,6 +38,7 @@ from conftest import IDEA  # noqa: E402
 from test_writeup import _good_texts, _sections, _upstream  # noqa: E402
 
 from harness.agent.scripted_llm import Entry, ScriptedLLM  # noqa: E402
+from tests.support import edit, l1_edit  # noqa: E402
 
 REFERENCE = Path("/work/shared/seeds") if Path("/work/shared/seeds").exists() else ROOT.parent / "shared" / "seeds"
 
@@ -81,12 +86,48 @@ def _review_replies() -> list[str]:
     return [json.dumps(form)] * 3 + [json.dumps(meta)]
 
 
+NOTES_HEAD = "# Notes on the experiments (filled in by the agent, read by the writeup)"
+
+
+def experiments(runs: int) -> None:
+    """The experiments stage of the toy idea with `runs` runs, then ALL_COMPLETED."""
+    values = [f"{0.02 * (i + 1):.2f}" for i in range(runs + 1)]
+    replies = []
+    for i in range(runs):
+        section = (f"## Run {i + 1}\nl1_coeff {values[i]} -> {values[i + 1]}: the sparsity penalty raised again to see "
+                   f"how far L0 falls before explained variance does. The table showed L0 and explained variance "
+                   f"against the baseline's seeds; I quote only those numbers in the writeup.")
+        reply = l1_edit(values[i], values[i + 1]) + edit("notes.txt", NOTES_HEAD, f"{NOTES_HEAD}\n\n{section}")
+        replies.append(reply if i == 0 else {"expect": f"Run {i} finished", "reply": reply})
+    replies.append({"expect": f"Run {runs} finished", "reply": "ALL_COMPLETED"})
+    tmp = Path(tempfile.mkdtemp(prefix="bench_turns_"))
+    (tmp / "idea.json").write_text(json.dumps(IDEA))
+    with ScriptedLLM([Entry(reply=r) if isinstance(r, str) else Entry(**r) for r in replies]) as llm:
+        cmd = [str(ROOT / ".venvs/harness/bin/python"), str(ROOT / "run_harness.py"), "--idea", str(tmp / "idea.json"),
+               "--template", "toy", "--model", "openai/scripted", "--api-base", llm.url, "--max-runs", str(runs + 1),
+               "--workspace-root", str(tmp / "ws"), "--stop-after", "experiments"]
+        env = {**os.environ, "HOME": str(tmp), "OPENAI_API_KEY": "sk-bench"}
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+    ws = next(p for p in (tmp / "ws").iterdir() if (p / "state.json").exists())
+    calls = [json.loads(x) for x in (ws / "chat.jsonl").read_text().splitlines()]
+    tokens = [c["prompt_tokens"] for c in calls if c["stage"] == "experiments"]
+    print(f"experiments stage, {runs} runs (toy template, seeds as configured): prompt tokens per turn")
+    print("  " + " / ".join(f"{t:,}" for t in tokens))
+    print(f"  largest {max(tokens):,} (target <= 8,000); turns 2-{len(tokens)} grow by "
+          f"{(tokens[-1] - tokens[1]) / max(1, len(tokens) - 2):.0f} tokens a turn (notes.txt)")
+
+
 def main() -> None:
     import argparse
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=("all", "idea", "ideation"), default="all")
-    part = ap.parse_args().part
+    ap.add_argument("--part", choices=("all", "idea", "ideation", "experiments"), default="all")
+    ap.add_argument("--runs", type=int, default=5, help="runs of the idea in --part experiments")
+    args = ap.parse_args()
+    part = args.part
+    if part == "experiments":
+        experiments(args.runs)
+        return
     if part in ("all", "ideation"):
         ideation()
     if part == "ideation":
