@@ -86,8 +86,9 @@ class Spread:
             return None
         return BAND_WIDTH * max(self.std, self.stderr or 0.0)
 
-    def text(self, fmt=lambda v: f"{v:.4g}") -> str:
-        return fmt(self.mean) if self.std is None else f"{fmt(self.mean)} ± {fmt(self.std)}"
+    def text(self, fmt=lambda v: f"{v:.4g}", std_fmt=None) -> str:
+        """'mean ± std'; `std_fmt` (default: fmt) may print the spread to fewer digits."""
+        return fmt(self.mean) if self.std is None else f"{fmt(self.mean)} ± {(std_fmt or fmt)(self.std)}"
 
 
 @dataclass
@@ -243,8 +244,7 @@ def noise_table(spec: TemplateSpec, current: RunSummary, history: list[RunSummar
                 f"{v - spread.mean:+.2g}" + {True: " within noise", False: " beyond noise", None: ""}[within]
         best = best_so_far(spec, history, m)
         best_txt = f"{_fmt(best[0])} (run_{best[1]})" if best else "-"
-        base_txt = "-" if spread is None else _fmt(spread.mean) if spread.std is None else \
-            f"{_fmt(spread.mean)} ± {_fmt2(spread.std)}"
+        base_txt = spread.text(_fmt, _fmt2) if spread else "-"
         rows.append(f"{m.label:<{width}}  {arrow:^6}  {_fmt(v):<10} {base_txt:<18} {delta:<21} {best_txt}")
     rows.append("within noise: |Δ| < 2 × the larger of the baseline seeds' std and the metric's stderr "
                 "(the noise band)")

@@ -207,7 +207,7 @@ def _do_run(ctx: IdeaContext, index: int) -> None:
     duration = (read_meta(ctx.path / tag) or RunMeta()).duration_s
     prog.next_message = render("run_succeeded", run=index, duration=f"{duration:.1f}", table=table,
                                flags=summary.degenerate, runs_left=ctx.cfg.max_runs - index,
-                               max_runs=ctx.cfg.max_runs, mismatch=results.mismatch,
+                               mismatch=results.mismatch,
                                self_reported=results.self_reported,
                                results_file=ctx.spec.evaluation.output if ctx.spec.evaluation
                                else "final_info.json") + prog.next_message
