@@ -89,6 +89,21 @@ def _review_replies() -> list[str]:
 NOTES_HEAD = "# Notes on the experiments (filled in by the agent, read by the writeup)"
 
 
+def replay_toy(replies: list, stop_after: str, *args: str) -> tuple[Path, list[dict]]:
+    """The toy idea through the real CLI up to `stop_after`, the scripted model answering with
+    `replies`; returns the workspace and its chat.jsonl records."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench_tokens_"))
+    (tmp / "idea.json").write_text(json.dumps(IDEA))
+    with ScriptedLLM([Entry(reply=r) if isinstance(r, str) else Entry(**r) for r in replies]) as llm:
+        cmd = [str(ROOT / ".venvs/harness/bin/python"), str(ROOT / "run_harness.py"), "--idea", str(tmp / "idea.json"),
+               "--template", "toy", "--model", "openai/scripted", "--api-base", llm.url,
+               "--workspace-root", str(tmp / "ws"), "--stop-after", stop_after, *args]
+        env = {**os.environ, "HOME": str(tmp), "OPENAI_API_KEY": "sk-bench"}
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+    ws = next(p for p in (tmp / "ws").iterdir() if (p / "state.json").exists())
+    return ws, [json.loads(x) for x in (ws / "chat.jsonl").read_text().splitlines()]
+
+
 def experiments(runs: int) -> None:
     """The experiments stage of the toy idea with `runs` runs, then ALL_COMPLETED."""
     values = [f"{0.02 * (i + 1):.2f}" for i in range(runs + 1)]
@@ -100,16 +115,7 @@ def experiments(runs: int) -> None:
         reply = l1_edit(values[i], values[i + 1]) + edit("notes.txt", NOTES_HEAD, f"{NOTES_HEAD}\n\n{section}")
         replies.append(reply if i == 0 else {"expect": f"Run {i} finished", "reply": reply})
     replies.append({"expect": f"Run {runs} finished", "reply": "ALL_COMPLETED"})
-    tmp = Path(tempfile.mkdtemp(prefix="bench_turns_"))
-    (tmp / "idea.json").write_text(json.dumps(IDEA))
-    with ScriptedLLM([Entry(reply=r) if isinstance(r, str) else Entry(**r) for r in replies]) as llm:
-        cmd = [str(ROOT / ".venvs/harness/bin/python"), str(ROOT / "run_harness.py"), "--idea", str(tmp / "idea.json"),
-               "--template", "toy", "--model", "openai/scripted", "--api-base", llm.url, "--max-runs", str(runs + 1),
-               "--workspace-root", str(tmp / "ws"), "--stop-after", "experiments"]
-        env = {**os.environ, "HOME": str(tmp), "OPENAI_API_KEY": "sk-bench"}
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
-    ws = next(p for p in (tmp / "ws").iterdir() if (p / "state.json").exists())
-    calls = [json.loads(x) for x in (ws / "chat.jsonl").read_text().splitlines()]
+    _, calls = replay_toy(replies, "experiments", "--max-runs", str(runs + 1))
     tokens = [c["prompt_tokens"] for c in calls if c["stage"] == "experiments"]
     print(f"experiments stage, {runs} runs (toy template, seeds as configured): prompt tokens per turn")
     print("  " + " / ".join(f"{t:,}" for t in tokens))
@@ -132,18 +138,7 @@ def main() -> None:
         ideation()
     if part == "ideation":
         return
-    replies = [Entry(reply=r) if isinstance(r, str) else Entry(**r)
-               for r in _upstream() + _sections(_good_texts()) + _review_replies()]
-    tmp = Path(tempfile.mkdtemp(prefix="bench_tokens_"))
-    (tmp / "idea.json").write_text(json.dumps(IDEA))
-    with ScriptedLLM(replies) as llm:
-        cmd = [str(ROOT / ".venvs/harness/bin/python"), str(ROOT / "run_harness.py"), "--idea", str(tmp / "idea.json"),
-               "--template", "toy", "--model", "openai/scripted", "--api-base", llm.url,
-               "--workspace-root", str(tmp / "ws"), "--stop-after", "review"]
-        env = {**os.environ, "HOME": str(tmp), "OPENAI_API_KEY": "sk-bench"}
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
-    ws = next(p for p in (tmp / "ws").iterdir() if (p / "state.json").exists())
-    calls = [json.loads(x) for x in (ws / "chat.jsonl").read_text().splitlines()]
+    ws, calls = replay_toy(_upstream() + _sections(_good_texts()) + _review_replies(), "review")
     per_stage: dict[str, int] = defaultdict(int)
     print(f"{'call':>4}  {'stage':<12} {'turn':>4}  prompt tokens")
     for i, c in enumerate(calls, 1):
