@@ -18,7 +18,7 @@ import torch
 import saekit
 from saekit.activations import train_activations
 from saekit.config import load_config
-from saekit.lm import load_language_model
+from saekit.lm import embedded_special_ids, load_language_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sae_cache import keep_built, link_shared  # noqa: E402
@@ -90,6 +90,8 @@ def test_sae_lens_loads_the_export_and_reconstructs_like_ours(trained, bench, he
     assert meta.hook_name == "blocks.3.hook_resid_post" and meta.hook_head_index is None
     assert meta.model_name == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta.context_size == 128
     assert meta.prepend_bos and meta.exclude_special_tokens == sorted(bench.lm.special_ids)
+    # a run that only trains reads them from the tokenizer's files, without building the tokenizer
+    assert embedded_special_ids() == bench.lm.special_ids == frozenset({1, 2})
     assert meta.input_scale_folded == pytest.approx(trained.input_scale.item()) and meta.input_scale_folded > 2
 
     with torch.no_grad():

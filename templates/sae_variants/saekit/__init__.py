@@ -52,7 +52,7 @@ from .evals.absorption import absorption_key  # noqa: E402
 from .evals.sparse_probing import dataset_key  # noqa: E402
 from .export import SaeLensExport, save_saelens  # noqa: E402
 from .exported import ExportError, export_or_exit, save_for_evaluation  # noqa: E402
-from .lm import LanguageModel, load_language_model, load_tokenizer, special_token_ids  # noqa: E402
+from .lm import LanguageModel, embedded_special_ids, load_language_model  # noqa: E402
 from .sae_base import BaseSAE  # noqa: E402
 from .timing import LM_FORWARD  # noqa: E402
 
@@ -125,10 +125,10 @@ class Bench:
 
     @cached_property
     def special_ids(self) -> frozenset[int]:
-        """BOS / EOS / PAD ids, from the tokenizer alone when the model is not loaded yet."""
+        """BOS / EOS / PAD ids, from the tokenizer's files alone when the model is not loaded yet."""
         if "lm" in self.__dict__:
             return self.lm.special_ids
-        return special_token_ids(load_tokenizer(self.cfg)) if self.cfg.model == EMBEDDED_MODEL else self.lm.special_ids
+        return embedded_special_ids() if self.cfg.model == EMBEDDED_MODEL else self.lm.special_ids
 
     @property
     def d_model(self) -> int:

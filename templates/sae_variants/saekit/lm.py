@@ -124,17 +124,24 @@ def _smollm2_bundle() -> Path:
     return cache.cached_dir("models", key, _build_smollm2_bundle)
 
 
-def load_tokenizer(cfg: ExperimentConfig):
-    """The embedded model's tokenizer without its weights (for a run that only trains)."""
-    from transformers import AutoTokenizer
-
-    if cfg.model != EMBEDDED_MODEL:
-        raise ValueError(f"load_tokenizer reads the embedded model's bundle; {cfg.model} comes with its model")
-    return AutoTokenizer.from_pretrained(_smollm2_bundle() / "tokenizer")
-
-
 def special_token_ids(tok) -> frozenset[int]:
     return frozenset(i for i in (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) if i is not None)
+
+
+def embedded_special_ids() -> frozenset[int]:
+    """special_token_ids of the embedded model's tokenizer, read from the bundle's JSON files: a
+    run that only trains needs them for its SAELens export, and building the tokenizer would cost
+    it the transformers import (about 4 s a run)."""
+    folder = _smollm2_bundle() / "tokenizer"
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    added = {t["content"]: t["id"] for t in json.loads((folder / "tokenizer.json").read_text())["added_tokens"]}
+    names = [config.get(k) for k in ("bos_token", "eos_token", "pad_token")]
+    names = [n["content"] if isinstance(n, dict) else n for n in names if n is not None]
+    if not all(n in added for n in names):  # a layout this reader does not know: ask the tokenizer
+        from transformers import AutoTokenizer
+
+        return special_token_ids(AutoTokenizer.from_pretrained(folder))
+    return frozenset(added[n] for n in names)
 
 
 def _load_smollm2(device: str, dtype: torch.dtype):
