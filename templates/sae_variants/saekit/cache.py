@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ SCRATCH_ENV = "HARNESS_SCRATCH_CACHE"
 STRICT_ENV = "SAEKIT_STRICT_CACHE"
 """Set (to 1) by the harness's evaluation step: an entry that is missing or fails its check is
 refused, never rebuilt, since a score must come from the data every other run was scored on."""
+SAY_BUILD_S = 5.0  # builds shorter than this go unmentioned
 
 
 def key_hash(key: dict) -> str:
@@ -148,6 +150,7 @@ def _build(final: Path, key: dict, build: Callable[[Path], None]) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    start = time.perf_counter()
     try:
         build(tmp)
         (tmp / KEY_FILE).write_text(json.dumps(key, indent=1, sort_keys=True, default=str))
@@ -158,6 +161,9 @@ def _build(final: Path, key: dict, build: Callable[[Path], None]) -> Path:
         except OSError:
             if not (final / KEY_FILE).exists():  # not a lost race: a real failure
                 raise
+        seconds = time.perf_counter() - start
+        if seconds >= SAY_BUILD_S:  # a machine's first run spends minutes here: say where they went
+            _say(f"built {final.parent.name}/{final.name} in {seconds:.0f} s")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
