@@ -54,13 +54,19 @@ def workspace(tmp_path_factory, template_dir):
     return ws, cache
 
 
-def _run(ws: Path, cache: Path, out: str, *extra: str) -> dict:
+def _run(ws: Path, cache: Path, out: str, *extra: str, lean: bool = False) -> dict:
     """experiment.py, then the evaluation step the harness runs after it (template.yaml), here
-    in the workspace itself; the result is what the harness reads: both files merged."""
+    in the workspace itself; the result is what the harness reads: both files merged. `lean`:
+    also check that the training process never imported the language-model stack."""
     env = {**os.environ, "SAE_HARNESS_CACHE": str(cache)}
-    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}", *extra], cwd=ws, env=env,
+    train_env = {**env, "PYTHONPROFILEIMPORTTIME": "1"} if lean else env
+    proc = subprocess.run([sys.executable, "experiment.py", f"--out_dir={out}", *extra], cwd=ws, env=train_env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    if lean:  # a warm run reads cached activations and exports its SAE: 4-6 s a run when the export built the tokenizer
+        imported = {line.rsplit("|", 1)[-1].strip()
+                    for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        assert "torch" in imported and not imported & {"transformers", "transformer_lens", "datasets"}
     proc = subprocess.run([sys.executable, "-m", "saekit.evaluate_run", "--run_dir", out, "--out",
                            f"{out}/evaluation.json"], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -72,7 +78,7 @@ def _run(ws: Path, cache: Path, out: str, *extra: str) -> dict:
 @pytest.fixture(scope="module")
 def runs(workspace):
     ws, cache = workspace
-    result = _run(ws, cache, "run_0"), _run(ws, cache, "run_1")
+    result = _run(ws, cache, "run_0"), _run(ws, cache, "run_1", lean=True)
     keep_built(cache)
     return result
 
