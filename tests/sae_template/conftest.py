@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "sae_variants"
+EVALUATION_STACK = ("transformer_lens", "transformers", "datasets", "pandas")
+"""What only the evaluation needs (the language model's stack): a training process imports none of it."""
 sys.path.insert(0, str(TEMPLATE))
 
 import torch  # noqa: E402

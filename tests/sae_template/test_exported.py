@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import EVALUATION_STACK
 
 from saekit import load_config
 from saekit.exported import ENCODE_FILE, ExportError, save_for_evaluation
@@ -92,7 +93,7 @@ def test_a_training_run_does_not_import_the_evaluation_stack(template_dir):
     """experiment.py and saekit's training side must start without transformer_lens (and the
     transformers / datasets / pandas it pulls in): about 7 s of every run, 2-3 runs per idea each."""
     code = ("import sys, experiment, saekit\n"
-            "heavy = sorted(m for m in ('transformer_lens', 'transformers', 'datasets', 'pandas') if m in sys.modules)\n"
+            f"heavy = sorted(m for m in {EVALUATION_STACK!r} if m in sys.modules)\n"
             "assert not heavy, heavy\n"
             "assert issubclass(experiment.SAE, saekit.BaseSAE)\n"
             "assert saekit.ExportedSAE.__name__ == 'ExportedSAE' and 'transformer_lens' in sys.modules\n")

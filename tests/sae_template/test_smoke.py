@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import EVALUATION_STACK
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sae_cache import keep_built, link_shared  # noqa: E402
@@ -66,7 +67,7 @@ def _run(ws: Path, cache: Path, out: str, *extra: str, lean: bool = False) -> di
     if lean:  # a warm run reads cached activations and exports its SAE: 4-6 s a run when the export built the tokenizer
         imported = {line.rsplit("|", 1)[-1].strip()
                     for line in proc.stderr.splitlines() if line.startswith("import time:")}
-        assert "torch" in imported and not imported & {"transformers", "transformer_lens", "datasets"}
+        assert "torch" in imported and not imported & set(EVALUATION_STACK)
     proc = subprocess.run([sys.executable, "-m", "saekit.evaluate_run", "--run_dir", out, "--out",
                            f"{out}/evaluation.json"], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
