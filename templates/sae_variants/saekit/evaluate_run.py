@@ -12,11 +12,14 @@ and refused, not rebuilt, when it does not match (SAEKIT_STRICT_CACHE).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 os.environ["SAEKIT_STRICT_CACHE"] = "1"  # before saekit builds or reads anything
 
@@ -71,9 +74,24 @@ def main(run_dir: Path, out: Path) -> None:
           f"L0 {core['sparsity']['l0']:.1f}  ({sections['evaluation info']['seconds_total']:.0f} s)")
 
 
+def exit_without_teardown() -> NoReturn:
+    """Exit 0 as Python would, minus freeing every module one by one: after the scores were
+    written, tearing down torch, transformer_lens, transformers and sae_bench took 2.6-2.8 s of every
+    evaluation on 2 cores. Threads are joined and atexit handlers run (temporary folders, file
+    locks), as in a normal exit."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--run_dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     main(args.run_dir, args.out)
+    exit_without_teardown()
