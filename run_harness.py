@@ -24,11 +24,7 @@ if __name__ == "__main__":
         print("run_harness: error: the harness environment is missing; run `bash setup.sh` first", file=sys.stderr)
         sys.exit(2)
     sys.path.insert(0, str(ROOT))
-    from harness.quick_exit import run_then_exit
+    from harness.cli import main
+    from harness.quick_exit import exit_without_teardown
 
-    def cli() -> int:
-        from harness.cli import main  # imported after run_then_exit registers its exit handler
-
-        return main()
-
-    run_then_exit(cli)
+    exit_without_teardown(main())

@@ -75,13 +75,11 @@ def main(run_dir: Path, out: Path) -> None:
 
 
 def exit_without_teardown() -> NoReturn:
-    """Exit 0 as Python would, minus freeing every module one by one: after the scores were
-    written, tearing down torch, transformer_lens, transformers and sae_bench took 2.6-2.8 s of every
-    evaluation on 2 cores. Threads are joined and atexit handlers run (temporary folders, file
-    locks), as in a normal exit."""
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    """Exit 0 as the interpreter would, minus freeing every module one by one: after the scores
+    were written, tearing down torch, transformer_lens, transformers and sae_bench took 3.1-3.3 s of
+    every evaluation on 2 cores. Threads are joined and atexit handlers run (temporary folders, file
+    locks), as in a normal exit. (The harness's run_harness.py ends the same way.)"""
+    threading._shutdown()  # tells executors' idle workers to stop, then joins non-daemon threads
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
